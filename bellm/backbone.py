@@ -1,0 +1,90 @@
+"""The BeLLM network: a LLaMA-family decoder whose last k layers attend bidirectionally, then pooling.
+
+`BellmBackbone` runs the decoder's own modules (embeddings, rotary, layers, norm) with the masks from
+`bellm.masks`, one per layer kind, so no transformers internals are patched. It works on a plain HF
+decoder, on a PEFT-wrapped one (LoRA layers sit inside the same modules) and after `merge_and_unload`.
+`SentenceEncoderModule` adds pooling and optional L2 normalisation; it is what training optimises and
+what the ONNX exporter traces.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bellm.masks import build_masks, convert_layers, position_ids_from_mask, resolve_k
+from bellm.pooling import l2_normalize, pool
+
+
+def unwrap_decoder(model: nn.Module) -> nn.Module:
+    """The bare decoder stack (`.layers`, `.embed_tokens`, `.norm`, `.rotary_emb`) under PEFT/CausalLM wrappers."""
+    m = model
+    for _ in range(4):
+        if hasattr(m, "get_base_model"):  # PeftModel
+            m = m.get_base_model()
+        elif hasattr(m, "layers") and hasattr(m, "embed_tokens"):
+            return m
+        elif hasattr(m, "model"):  # *ForCausalLM, LoraModel
+            m = m.model
+        else:
+            break
+    if hasattr(m, "layers") and hasattr(m, "embed_tokens"):
+        return m
+    raise TypeError(f"cannot find a LLaMA-family decoder inside {type(model).__name__}")
+
+
+class BellmBackbone(nn.Module):
+    """Token states (B,S,H) from a decoder whose last `k` layers are bidirectional."""
+
+    def __init__(self, decoder: nn.Module, bidirectional_layers: int | str = 2, allow_mask_skip: bool = True):
+        super().__init__()
+        self.decoder = decoder
+        inner = unwrap_decoder(decoder)
+        self.num_layers = len(inner.layers)
+        self.k = resolve_k(bidirectional_layers, self.num_layers)
+        self.flags = convert_layers(inner, self.k)
+        # False when tracing for export: the graph must always carry explicit masks.
+        self.allow_mask_skip = allow_mask_skip
+
+    @property
+    def config(self):  # noqa: ANN201 - the HF config of the wrapped decoder
+        return unwrap_decoder(self.decoder).config
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        dec = unwrap_decoder(self.decoder)
+        h = dec.embed_tokens(input_ids)  # (B,S,H)
+        pos = position_ids_from_mask(attention_mask)  # (B,S)
+        rope = dec.rotary_emb(h, position_ids=pos)  # (cos, sin), each (B,S,D)
+        masks = build_masks(attention_mask, dec.config._attn_implementation, h.dtype, self.allow_mask_skip)
+        states: list[torch.Tensor] = []
+        for layer, bidir in zip(dec.layers, self.flags, strict=True):
+            h = layer(
+                h,
+                attention_mask=masks.for_layer(bidir),
+                position_embeddings=rope,
+                position_ids=pos,
+                use_cache=False,
+            )
+            if output_hidden_states:
+                states.append(h)
+        h = dec.norm(h)  # (B,S,H)
+        return (h, states) if output_hidden_states else h
+
+
+class SentenceEncoderModule(nn.Module):
+    """input_ids (B,S), attention_mask (B,S)[, span_mask (B,S)] → sentence embeddings (B,H)."""
+
+    def __init__(self, backbone: BellmBackbone, pooling: str = "last", normalize: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.normalize = normalize
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h = self.backbone(input_ids, attention_mask)  # (B,S,H)
+        emb = pool(h, attention_mask, self.pooling, span_mask)  # (B,H)
+        return l2_normalize(emb) if self.normalize else emb

@@ -1,0 +1,48 @@
+"""The `bellm` command: a thin typer CLI over the library. Each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="bellm",
+    help=(
+        "Turn a decoder LLM into a BeLLM sentence encoder: make the last k attention layers bidirectional, "
+        "LoRA-train it with the AnglE objective, gate it on STS benchmarks and export it to ONNX.\n\n"
+        "The default model is the embedded SmolLM2-135M (no hub needed). State and caches live in "
+        "$BELLM_HOME (default ./.bellm); runs land in ./artifacts."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """bellm: BeLLM sentence encoders from decoder LLMs."""
+
+
+def _register() -> None:
+    # Each module adds its command(s) to `app` on import.
+    from bellm.cli import encode  # noqa: F401
+
+    for optional in ("eval", "train", "export", "runs", "run"):
+        try:
+            __import__(f"bellm.cli.{optional}")
+        except ModuleNotFoundError as e:
+            if e.name != f"bellm.cli.{optional}":
+                raise
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _register()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""One typed configuration family for the CLI, the Prefect flows and the deployments.
+
+`RunConfig` is the whole job; each section is its own model. Profiles (`quick`, `paper`, `smoke`) are
+partial overrides on the defaults; users override any field with dotted keys (`--set train.lr=1e-4`
+on the CLI, the same keys as Prefect `--param`s). Validation happens once, in `build_config`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bellm.paths import NLI_DIR, STS_DIR
+from bellm.prompts import resolve_prompt
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    source: str = Field("smollm2-135m", description="embedded name, local HF dir, .gguf file, or hub id")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+
+
+class EncoderConfig(_Section):
+    bidirectional_layers: int | Literal["all"] = Field(2, description="last k layers made bidirectional")
+    pooling: Literal["last", "mean", "mean_span"] = "last"
+    prompt: str = Field("prompteol", description="prompt name (prompteol, bellm, none) or template with {text}")
+    max_length: int = Field(64, ge=8, le=8192)
+
+    @field_validator("bidirectional_layers")
+    @classmethod
+    def _k(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("must be >= 0 or 'all'")
+        return v
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        resolve_prompt(v)
+        return v
+
+
+class LoraConfig(_Section):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="all linear layers of the decoder; never the embeddings or lm_head",
+    )
+
+
+class DataConfig(_Section):
+    train_pairs: list[str] = Field(default_factory=lambda: [str(STS_DIR / "stsb" / "train.tsv")])
+    train_triplets: list[str] = Field(
+        default_factory=lambda: [str(NLI_DIR / "fallback_snli_devtest" / "snli_dev_triplets.csv.gz")]
+    )
+    dev_pairs: str = Field(str(STS_DIR / "stsb" / "dev.tsv"))
+    max_train_pairs: int | None = Field(None, ge=1)
+    max_train_triplets: int | None = Field(None, ge=1)
+    max_eval_pairs: int | None = Field(None, ge=1, description="cap evaluation pairs per task (smoke runs)")
+
+
+class LossConfig(_Section):
+    cosine_weight: float = Field(1.0, ge=0)
+    ibn_weight: float = Field(1.0, ge=0)
+    angle_weight: float = Field(1.0, ge=0)
+    cosine_tau: float = Field(20.0, gt=0)
+    ibn_tau: float = Field(20.0, gt=0)
+    angle_tau: float = Field(20.0, gt=0)
+    gather_across_ranks: bool = True
+
+
+class TrainConfig(_Section):
+    seed: int = 42
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(16, ge=1, description="per-device batch (pairs or triplets)")
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(100, ge=1)
+    warmup_steps: int = Field(10, ge=0)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = Field(25, ge=1)
+    eval_every: int | None = Field(None, ge=1)
+    nproc_per_node: int = Field(1, ge=1)
+
+
+class GateConfig(_Section):
+    min_task: dict[str, float] = Field(default_factory=dict, description="minimum Spearman x100 per task")
+    min_avg: float | None = None
+    max_regression: float | None = Field(None, ge=0, description="max drop in avg vs the champion (points)")
+
+
+class EvalConfig(_Section):
+    gate_suite: str = "gate"
+    report_suite: str = "full"
+    batch_size: int = Field(32, ge=1)
+    gates: GateConfig = Field(default_factory=GateConfig)
+
+
+class ExportConfig(_Section):
+    variants: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"])
+    opset: int = Field(23, ge=17)
+    attention_op: Literal["onnx", "ms_mha"] = "onnx"
+    max_spearman_drop: float = Field(0.5, ge=0)
+
+
+class RunConfig(_Section):
+    profile: str = "quick"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    artifacts_dir: str | None = Field(None, description="registry root; default ./artifacts or $BELLM_ARTIFACTS")
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.train.warmup_steps > self.train.max_steps:
+            raise ValueError("train.warmup_steps must not exceed train.max_steps")
+        return self
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # The embedded default on a 2-core CPU, within ~15 minutes of training.
+    "quick": {},
+    # BeLLM's published setting, for GPU users (data by path or hf:<id>).
+    "paper": {
+        "model": {"source": "meta-llama/Llama-2-7b-hf", "dtype": "bfloat16"},
+        "encoder": {"bidirectional_layers": 1, "pooling": "last", "prompt": "bellm", "max_length": 60},
+        "lora": {"r": 32, "alpha": 32, "dropout": 0.1},
+        "data": {"train_pairs": [], "train_triplets": ["hf:SeanLee97/all_nli_angle_format_b"]},
+        "train": {"lr": 2e-4, "batch_size": 128, "max_steps": 2000, "warmup_steps": 100, "gradient_checkpointing": True},
+        "export": {"variants": ["fp32", "fp16"]},
+    },
+    # A setup check: a couple of steps, a few dozen pairs, fp32 export only.
+    "smoke": {
+        "data": {"max_train_pairs": 32, "max_train_triplets": 32, "max_eval_pairs": 48},
+        "encoder": {"max_length": 48},
+        "train": {"max_steps": 2, "warmup_steps": 0, "batch_size": 8, "checkpoint_every": 1},
+        "export": {"variants": ["fp32"]},
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, with the dotted key and reason."""
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` → (["a","b"], value); the value is parsed as JSON when it can be, else kept as text."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=1e-4)")
+    key, raw = item.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(keys)}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def build_config(
+    profile: str = "quick",
+    overrides: dict[str, Any] | list[str] | None = None,
+    file: str | Path | None = None,
+) -> RunConfig:
+    """Profile defaults ← config file (JSON) ← overrides (dotted `key=value` strings or a nested dict)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    tree: dict[str, Any] = _deep_merge({"profile": profile}, PROFILES[profile])
+    if file is not None:
+        try:
+            tree = _deep_merge(tree, json.loads(Path(file).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{file}: cannot read config ({e})") from None
+    if isinstance(overrides, dict):
+        tree = _deep_merge(tree, overrides)
+    else:
+        for item in overrides or []:
+            _set_path(tree, *parse_override(item))
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as e:
+        lines = [f"  {'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

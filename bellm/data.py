@@ -1,0 +1,297 @@
+"""Readers for scored pairs, triplets and sentence lists, with errors that name file, line and reason.
+
+Formats by extension (optionally `.gz`): `.tsv` (tab), `.csv` (comma, RFC-4180 quoting), `.jsonl`
+(one object per line), and for sentence lists also `.txt` (one sentence per line). Tabular files need
+a header row naming the columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bellm.io import sha256_file
+
+PAIR_COLUMNS = ("score", "sentence1", "sentence2")
+TRIPLET_COLUMNS = ("sent0", "sent1", "hard_neg")
+
+
+class DataError(ValueError):
+    """Bad input data. `str(err)` is `path:line: reason`, ready to show a user."""
+
+    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
+        self.path, self.line, self.reason = str(path), line, reason
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Scored sentence pairs (STS style). `scores` keeps the file's own range."""
+
+    sentence1: list[str]
+    sentence2: list[str]
+    scores: np.ndarray  # (N,) float64
+    source: str = ""
+    sha256: str = ""
+
+    def __len__(self) -> int:
+        return len(self.sentence1)
+
+    def head(self, n: int) -> Pairs:
+        return Pairs(self.sentence1[:n], self.sentence2[:n], self.scores[:n], self.source, self.sha256)
+
+
+@dataclass(frozen=True)
+class Triplets:
+    """(anchor, positive, hard negative) triplets, as in SimCSE's NLI file."""
+
+    anchor: list[str]
+    positive: list[str]
+    negative: list[str]
+    source: str = ""
+    sha256: str = ""
+
+    def __len__(self) -> int:
+        return len(self.anchor)
+
+    def head(self, n: int) -> Triplets:
+        return Triplets(self.anchor[:n], self.positive[:n], self.negative[:n], self.source, self.sha256)
+
+
+@dataclass(frozen=True)
+class Sentences:
+    texts: list[str]
+    source: str = ""
+    sha256: str = ""
+    lines: list[int] = field(default_factory=list)
+
+
+def _format_of(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext not in {".tsv", ".csv", ".jsonl", ".txt"}:
+        raise DataError(path, None, f"unknown format {ext or '(no extension)'!r}; use .tsv, .csv, .jsonl or .txt")
+    return ext[1:]
+
+
+def _read_text(path: Path) -> str:
+    """Whole file as text; invalid UTF-8 is reported with its line number."""
+    if not path.exists():
+        raise DataError(path, None, "file not found")
+    if path.is_dir():
+        raise DataError(path, None, "is a directory, expected a file")
+    raw = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(path, None, f"not a valid gzip file ({e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(path, line, f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise DataError(path, None, "empty file")
+    return text
+
+
+def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield (line number, row) with the required columns present; other columns are ignored."""
+    fmt = _format_of(path)
+    text = _read_text(path)
+    if fmt == "jsonl":
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, lineno, f"invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(path, lineno, "expected a JSON object per line")
+            missing = [c for c in columns if c not in obj]
+            if missing:
+                raise DataError(path, lineno, f"missing column(s) {', '.join(missing)}")
+            yield lineno, obj
+        return
+    if fmt == "txt":
+        raise DataError(path, None, ".txt holds plain sentences; pairs and triplets need .tsv, .csv or .jsonl")
+    delim = "\t" if fmt == "tsv" else ","
+    other = "," if delim == "\t" else "\t"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=csv.QUOTE_MINIMAL if fmt == "csv"
+                        else csv.QUOTE_NONE, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as e:
+        raise DataError(path, 1, f"unreadable header ({e})") from None
+    header = [h.strip() for h in header]
+    if len(header) == 1 and (other in header[0] or ";" in header[0]):
+        found = other if other in header[0] else ";"
+        raise DataError(path, 1, f"wrong delimiter: a .{fmt} file must be {'tab' if delim == chr(9) else 'comma'}"
+                        f"-separated, but the header looks {found!r}-separated")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(path, 1, f"missing column(s) {', '.join(missing)} (header has: {', '.join(header)})")
+    index = {c: header.index(c) for c in columns}
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(path, reader.line_num, f"malformed row ({e})") from None
+        lineno = reader.line_num
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        if len(fields) != len(header):
+            hint = " (wrong delimiter?)" if len(fields) < len(header) else " (stray delimiter inside a field?)"
+            raise DataError(path, lineno, f"expected {len(header)} fields, found {len(fields)}{hint}")
+        yield lineno, {c: fields[i] for c, i in index.items()}
+
+
+def _sentence(path: Path, lineno: int, row: dict[str, object], col: str) -> str:
+    value = row[col]
+    if not isinstance(value, str):
+        raise DataError(path, lineno, f"column {col!r} must be text, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise DataError(path, lineno, f"empty sentence in column {col!r}")
+    return value
+
+
+def _score(path: Path, lineno: int, value: object) -> float:
+    if isinstance(value, bool):
+        raise DataError(path, lineno, f"score must be a number, got {value!r}")
+    try:
+        score = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DataError(path, lineno, f"score is not a number: {value!r}") from None
+    if not math.isfinite(score):
+        raise DataError(path, lineno, f"score must be finite, got {value!r}")
+    return score
+
+
+def read_pairs(path: str | Path, limit: int | None = None) -> Pairs:
+    """Scored pairs with columns `score, sentence1, sentence2`."""
+    path = Path(path)
+    s1: list[str] = []
+    s2: list[str] = []
+    scores: list[float] = []
+    for lineno, row in _rows(path, PAIR_COLUMNS):
+        scores.append(_score(path, lineno, row["score"]))
+        s1.append(_sentence(path, lineno, row, "sentence1"))
+        s2.append(_sentence(path, lineno, row, "sentence2"))
+        if limit is not None and len(s1) >= limit:
+            break
+    if not s1:
+        raise DataError(path, None, "no data rows (only a header?)")
+    return Pairs(s1, s2, np.asarray(scores, dtype=np.float64), str(path), sha256_file(path))
+
+
+def read_triplets(path: str | Path, limit: int | None = None) -> Triplets:
+    """Triplets with columns `sent0, sent1, hard_neg` (anchor, positive, hard negative)."""
+    path = Path(path)
+    a: list[str] = []
+    p: list[str] = []
+    n: list[str] = []
+    for lineno, row in _rows(path, TRIPLET_COLUMNS):
+        a.append(_sentence(path, lineno, row, "sent0"))
+        p.append(_sentence(path, lineno, row, "sent1"))
+        n.append(_sentence(path, lineno, row, "hard_neg"))
+        if limit is not None and len(a) >= limit:
+            break
+    if not a:
+        raise DataError(path, None, "no data rows (only a header?)")
+    return Triplets(a, p, n, str(path), sha256_file(path))
+
+
+def read_sentences(path: str | Path) -> Sentences:
+    """Plain sentences: `.txt` one per line (blank lines skipped), or a `sentence`/`text` column."""
+    path = Path(path)
+    fmt = _format_of(path)
+    texts: list[str] = []
+    lines: list[int] = []
+    if fmt == "txt":
+        for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
+            if line.strip():
+                texts.append(line.strip())
+                lines.append(lineno)
+    else:
+        col = _sentence_column(path, fmt)
+        for lineno, row in _rows(path, (col,)):
+            texts.append(_sentence(path, lineno, row, col))
+            lines.append(lineno)
+    if not texts:
+        raise DataError(path, None, "no sentences")
+    return Sentences(texts, str(path), sha256_file(path), lines)
+
+
+def _sentence_column(path: Path, fmt: str) -> str:
+    text = _read_text(path)
+    if fmt == "jsonl":
+        first = next(line for line in text.split("\n") if line.strip())
+        try:
+            keys = json.loads(first).keys()
+        except (json.JSONDecodeError, AttributeError):
+            raise DataError(path, 1, "invalid JSON object") from None
+    else:
+        keys = [k.strip() for k in text.split("\n", 1)[0].split("\t" if fmt == "tsv" else ",")]
+    for col in ("sentence", "text", "sentence1"):
+        if col in keys:
+            return col
+    raise DataError(path, 1, "missing column: need one of 'sentence', 'text' or 'sentence1'")
+
+
+def load_hf_pairs(dataset_id: str, split: str = "train", columns: Sequence[str] = PAIR_COLUMNS) -> Pairs:
+    """Scored pairs from a Hugging Face `datasets` id. Only used when a user asks for one (needs the hub)."""
+    try:
+        import datasets  # noqa: PLC0415 - optional, lazy
+    except ImportError as e:
+        raise RuntimeError("reading a hub dataset needs `pip install datasets`") from e
+    ds = datasets.load_dataset(dataset_id, split=split)
+    sc, c1, c2 = columns
+    scores = np.asarray([float(x) for x in ds[sc]], dtype=np.float64)
+    return Pairs(list(ds[c1]), list(ds[c2]), scores, f"hf:{dataset_id}:{split}", "")
+
+
+def load_hf_triplets(dataset_id: str, split: str = "train", columns: Sequence[str] = TRIPLET_COLUMNS) -> Triplets:
+    try:
+        import datasets  # noqa: PLC0415
+    except ImportError as e:
+        raise RuntimeError("reading a hub dataset needs `pip install datasets`") from e
+    ds = datasets.load_dataset(dataset_id, split=split)
+    a, p, n = columns
+    return Triplets(list(ds[a]), list(ds[p]), list(ds[n]), f"hf:{dataset_id}:{split}", "")
+
+
+def load_pairs(spec: str | Path, limit: int | None = None) -> Pairs:
+    """A local file, or `hf:<dataset id>[:split]` when the user explicitly asks for the hub."""
+    s = str(spec)
+    if s.startswith("hf:"):
+        _, ds_id, *rest = s.split(":")
+        pairs = load_hf_pairs(ds_id, rest[0] if rest else "train")
+        return pairs.head(limit) if limit else pairs
+    return read_pairs(s, limit)
+
+
+def load_triplets(spec: str | Path, limit: int | None = None) -> Triplets:
+    s = str(spec)
+    if s.startswith("hf:"):
+        _, ds_id, *rest = s.split(":")
+        trip = load_hf_triplets(ds_id, rest[0] if rest else "train")
+        return trip.head(limit) if limit else trip
+    return read_triplets(s, limit)

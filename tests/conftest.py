@@ -1,0 +1,63 @@
+"""Shared fixtures. Fast tests use a tiny randomly initialised LLaMA with the real SmolLM2 tokenizer;
+slow tests (`-m slow`) use the real embedded model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    """The real embedded model, converted once to safetensors (cached in $BELLM_HOME)."""
+    from bellm.models import resolve_source
+
+    return Path(resolve_source("smollm2-135m").path)
+
+
+def make_tiny_model(dest: Path, tokenizer_src: Path, arch: str = "llama", layers: int = 4, seed: int = 0) -> Path:
+    """A tiny random decoder of the given family saved as an HF directory with the real tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    kw = dict(
+        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+    )
+    if arch in ("qwen3",):
+        kw["head_dim"] = 16
+    cfg = AutoConfig.for_model(arch, **kw)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(dest, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (tokenizer_src / name).exists():
+            shutil.copy(tokenizer_src / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, embedded_dir: Path) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"), embedded_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory, embedded_dir: Path):
+    cache: dict[tuple[str, int], Path] = {}
+
+    def factory(arch: str = "llama", layers: int = 4) -> Path:
+        key = (arch, layers)
+        if key not in cache:
+            cache[key] = make_tiny_model(tmp_path_factory.mktemp(f"tiny-{arch}"), embedded_dir, arch, layers)
+        return cache[key]
+
+    return factory
