@@ -132,8 +132,12 @@ def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, o
         raise DataError(path, None, ".txt holds plain sentences; pairs and triplets need .tsv, .csv or .jsonl")
     delim = "\t" if fmt == "tsv" else ","
     other = "," if delim == "\t" else "\t"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=csv.QUOTE_MINIMAL if fmt == "csv"
-                        else csv.QUOTE_NONE, strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=delim,
+        quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+        strict=True,
+    )
     try:
         header = next(reader)
     except csv.Error as e:
@@ -141,8 +145,12 @@ def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, o
     header = [h.strip() for h in header]
     if len(header) == 1 and (other in header[0] or ";" in header[0]):
         found = other if other in header[0] else ";"
-        raise DataError(path, 1, f"wrong delimiter: a .{fmt} file must be {'tab' if delim == chr(9) else 'comma'}"
-                        f"-separated, but the header looks {found!r}-separated")
+        raise DataError(
+            path,
+            1,
+            f"wrong delimiter: a .{fmt} file must be {'tab' if delim == chr(9) else 'comma'}"
+            f"-separated, but the header looks {found!r}-separated",
+        )
     missing = [c for c in columns if c not in header]
     if missing:
         raise DataError(path, 1, f"missing column(s) {', '.join(missing)} (header has: {', '.join(header)})")

@@ -23,5 +23,7 @@ def resolve_prompt(prompt: str) -> str:
     try:
         template.format(text="x")
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"prompt template {template!r} has stray braces ({e}); escape literal braces as {{{{ }}}}") from None
+        raise ValueError(
+            f"prompt template {template!r} has stray braces ({e}); escape literal braces as {{{{ }}}}"
+        ) from None
     return template

@@ -46,7 +46,9 @@ def encode_one(tok: Tokenizer, template: str, text: str, max_length: int) -> Enc
     return Encoded(ids, (start, end - excess), True)
 
 
-def pad_batch(encs: Sequence[Encoded], pad_id: int = 0, side: str = "right") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_batch(
+    encs: Sequence[Encoded], pad_id: int = 0, side: str = "right"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pad encoded prompts. Returns input_ids (B,S), attention_mask (B,S), span_mask (B,S), all int64."""
     if side not in ("right", "left"):
         raise ValueError(f"padding side must be 'right' or 'left', got {side!r}")

@@ -31,8 +31,14 @@ def make_tiny_model(dest: Path, tokenizer_src: Path, arch: str = "llama", layers
 
     torch.manual_seed(seed)
     kw = dict(
-        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
     )
     if arch in ("qwen3",):
         kw["head_dim"] = 16

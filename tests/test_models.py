@@ -1,0 +1,66 @@
+"""Model source resolution; the real embedded model is checked to be a working pretrained LM."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from bellm.models import ModelSourceError, load_model, resolve_source
+
+
+def test_local_dir_resolves_with_fingerprint(tiny_model_dir: Path) -> None:
+    res = resolve_source(str(tiny_model_dir))
+    assert res.kind == "local" and len(res.sha256) == 64
+    assert resolve_source(str(tiny_model_dir)).sha256 == res.sha256
+
+
+def test_bad_sources(tmp_path: Path) -> None:
+    with pytest.raises(ModelSourceError, match="GGUF file not found"):
+        resolve_source(str(tmp_path / "x.gguf"))
+    with pytest.raises(ModelSourceError, match="no config.json"):
+        resolve_source(str(tmp_path))
+    with pytest.raises(ModelSourceError, match="unknown model source"):
+        resolve_source("not-a-model")
+
+
+def test_embedded_is_cached_safetensors(embedded_dir: Path) -> None:
+    assert (embedded_dir / "model.safetensors").is_file()
+    assert json.loads((embedded_dir / "bellm_source.json").read_text())["sha256"] == embedded_dir.name
+    cfg = json.loads((embedded_dir / "config.json").read_text())
+    assert cfg["num_hidden_layers"] == 30 and cfg["hidden_size"] == 576
+    assert cfg["num_attention_heads"] == 9 and cfg["num_key_value_heads"] == 3
+    assert "quantization_config" not in cfg
+
+
+@pytest.mark.slow
+def test_embedded_model_is_a_real_pretrained_lm() -> None:
+    import torch
+
+    from bellm.models import load_tokenizer
+
+    model = load_model("smollm2-135m")
+    tok = load_tokenizer("smollm2-135m")
+    n_params = sum(p.numel() for p in model.model.parameters())
+    assert 134_000_000 < n_params < 135_000_000
+    ids = tok("The capital of France is", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=6, do_sample=False)
+    assert "Paris" in tok.decode(out[0][ids.input_ids.shape[1] :])
+
+    text = (
+        "The weather was pleasant this morning, so we decided to walk to the market and buy some fresh "
+        "bread, cheese and fruit for lunch."
+    )
+    words = text.split()
+    random.Random(0).shuffle(words)
+
+    def ppl(s: str) -> float:
+        enc = tok(s, return_tensors="pt")
+        with torch.no_grad():
+            return math.exp(model(**enc, labels=enc.input_ids).loss.item())
+
+    normal, shuffled = ppl(text), ppl(" ".join(words))
+    assert normal < 60 and shuffled > 4 * normal, (normal, shuffled)
