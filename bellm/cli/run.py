@@ -1,0 +1,53 @@
+"""`bellm run`: the main job — the whole train-eval-export flow, locally in Prefect's ephemeral mode."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from bellm.cli import app
+from bellm.cli.common import user_errors
+
+
+def prefect_env() -> None:
+    """Keep Prefect's state inside bellm's home and off the network, unless the user configured it."""
+    from bellm.paths import bellm_home
+
+    os.environ.setdefault("PREFECT_HOME", str(bellm_home() / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@app.command("run")
+def run(
+    profile: str = typer.Option("quick", "--profile", "-p", help="quick (embedded model, CPU) | paper (GPU) | smoke"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: section.field=value (JSON value)"),
+    config: Path | None = typer.Option(None, "--config", help="a JSON file of config overrides"),
+) -> None:
+    """Run the whole pipeline: train → STS gate → report → ONNX export → register (and promote).
+
+    Uses a Prefect server if PREFECT_API_URL is set, otherwise Prefect's ephemeral mode. Results land in
+    artifacts/runs/<timestamp>-<id>/ (see artifacts/README.md); exit code 1 if a gate or check fails.
+    """
+    from bellm.config import build_config
+
+    with user_errors():
+        overrides: dict = json.loads(config.read_text()) if config else {}
+        for item in set_:
+            from bellm.config import parse_override
+
+            keys, value = parse_override(item)
+            overrides[".".join(keys)] = value
+        build_config(profile, overrides)  # fail fast on a bad config, before Prefect starts
+    prefect_env()
+    from flows.train_eval_export import train_eval_export
+
+    try:
+        result = train_eval_export(profile=profile, overrides=overrides)
+    except Exception as e:  # noqa: BLE001 - the flow run is already marked Failed; say why in one line
+        typer.secho(f"run failed: {type(e).__name__}: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"run passed: {result['run_dir']}" + (" (new champion)" if result.get("promoted") else ""))

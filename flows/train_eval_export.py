@@ -1,0 +1,107 @@
+"""The `train-eval-export` flow: what users run (as deployments, or `bellm run`).
+
+data prep → LoRA training → STS gate → full STS report (+ zero-shot, baseline) → ONNX export →
+parity and variant gates → register the run, and promote it to champion when every gate passed.
+The flow only orchestrates; every step is a task in `tasks/` over a `bellm` function.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from bellm.config import GateConfig, build_config
+from tasks.data import prepare_data
+from tasks.evaluate import enforce_gates_task, evaluate_suite
+from tasks.export import export_variants
+from tasks.registry import copy_adapter, finish_run, open_run, publish_report, read_champion, record
+from tasks.train import resolve_model, train_adapter
+
+
+class _Timer:
+    """Per-step wall times (recorded in the manifest) and the sum of task bodies (for overhead)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.steps[name] = round(self.steps.get(name, 0.0) + time.perf_counter() - t, 3)
+        return out
+
+
+def torch_spec(cfg: Any, adapter: str | None) -> dict[str, Any]:
+    e = cfg.encoder
+    return {"kind": "torch", "source": cfg.model.source, "adapter": adapter, "bidirectional_layers": e.bidirectional_layers,
+            "pooling": e.pooling, "prompt": e.prompt, "max_length": e.max_length}
+
+
+def gate_subset(gates: GateConfig, tasks: dict[str, Any]) -> dict[str, Any]:
+    """The per-task minimums that a (partial) result can already be judged on."""
+    return {"min_task": {t: v for t, v in gates.min_task.items() if t in tasks}}
+
+
+@flow(name="train-eval-export", log_prints=True)
+def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a BeLLM encoder, gate it on STS, report, export ONNX, register (and maybe promote) the run.
+
+    `profile`: quick | paper | smoke. `overrides`: dotted keys or nested sections of the run config,
+    e.g. {"train.max_steps": 50, "encoder.pooling": "mean"}.
+    """
+    log = get_run_logger()
+    cfg = build_config(profile, overrides or {})  # validated once, before anything runs
+    timer = _Timer()
+    t0 = time.perf_counter()
+    run_dir = open_run(cfg)
+    log.info("run directory: %s", run_dir)
+    try:
+        data = timer("prepare-data", prepare_data, cfg)
+        base = timer("resolve-model", resolve_model, cfg.model.source)
+        record(run_dir, data=data["sha256"], base_model=base)
+        trained = timer("train", train_adapter, cfg, data["sha256"], base["sha256"])
+        adapter = copy_adapter(trained["adapter_dir"], run_dir)
+        record(run_dir, training={k: v for k, v in trained.items() if k != "adapter_dir"})
+
+        # The content-keyed training output (not the run's copy), so identical re-runs hit the eval cache.
+        spec = torch_spec(cfg, trained["adapter_dir"])
+        model_key = trained["adapter_dir"]
+        max_pairs = cfg.data.max_eval_pairs
+        gate = timer("evaluate-gate", evaluate_suite, spec, cfg.eval.gate_suite,
+                     max_pairs, cfg.eval.batch_size, model_key)
+        champion = read_champion(cfg)
+        verdict = timer("gates", enforce_gates_task, gate, gate_subset(cfg.eval.gates, gate["tasks"]), None)
+
+        full = timer("evaluate-full", evaluate_suite, spec, cfg.eval.report_suite,
+                     max_pairs, cfg.eval.batch_size, model_key)
+        zero = timer("evaluate-zero-shot", evaluate_suite, torch_spec(cfg, None), cfg.eval.report_suite,
+                     max_pairs, cfg.eval.batch_size, base["sha256"])
+        baseline = None
+        if cfg.eval.baseline:
+            baseline = timer("evaluate-baseline", evaluate_suite, {"kind": "baseline", "name": "minilm"},
+                             cfg.eval.report_suite, max_pairs, cfg.eval.batch_size, "minilm")
+        combined = {**full, "tasks": {**full["tasks"], **gate["tasks"]}}
+        verdict = timer("gates", enforce_gates_task, combined, cfg.eval.gates.model_dump(), champion)
+        record(run_dir, gates=verdict)
+
+        metrics: dict[str, Any] = {"trained": full, "gate": gate, "zero_shot": zero, "baseline": baseline, "onnx": {}}
+        timer("report", publish_report, run_dir, metrics, champion)
+
+        exported = timer("export", export_variants, cfg, adapter, run_dir, max_pairs)
+        metrics["onnx"] = exported["results"]
+        record(run_dir, published_variants=exported["published"], export=exported["report"])
+        timer("report", publish_report, run_dir, metrics, champion)
+
+        total = time.perf_counter() - t0
+        record(run_dir, timings={**timer.steps, "total": round(total, 3)})
+        promoted = finish_run(run_dir, cfg, "passed")
+        log.info("run %s passed%s", run_dir, " and is the new champion" if promoted else "")
+        return {"run_dir": run_dir, "status": "passed", "promoted": promoted, "metrics": metrics,
+                "timings": timer.steps}
+    except BaseException as e:
+        record(run_dir, timings={**timer.steps, "total": round(time.perf_counter() - t0, 3)})
+        finish_run(run_dir, cfg, "failed", error="".join(traceback.format_exception_only(type(e), e)).strip())
+        raise

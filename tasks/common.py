@@ -1,0 +1,45 @@
+"""Retry and cache policy shared by the tasks.
+
+Transient failures (IO) are retried with backoff; deterministic ones (bad data, bad config, a failed
+gate, a failed parity check) are not: retrying cannot change their outcome, and a failed gate must
+fail the flow run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from bellm.config import ConfigError
+from bellm.data import DataError
+
+RETRY_DELAYS = [2, 10, 30]
+
+
+def deterministic_errors() -> tuple[type[BaseException], ...]:
+    errs: list[type[BaseException]] = [DataError, ConfigError, ValueError, TypeError, KeyError]
+    try:
+        from bellm.gates import GateFailed
+
+        errs.append(GateFailed)
+    except ImportError:  # pragma: no cover - gates module always present in a full install
+        pass
+    return tuple(errs)
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry only errors that are not deterministic."""
+    try:
+        state.result()
+    except deterministic_errors():
+        return False
+    except Exception:  # noqa: BLE001 - anything else (OSError, timeouts) may be transient
+        return True
+    return False
+
+
+def content_key(*parts: Any) -> str:
+    """A stable cache key from JSON-serialisable parts (configs, file hashes)."""
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]

@@ -1,0 +1,82 @@
+"""Registry tasks: open a run, record manifest fields, publish the report, finish (and promote)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from bellm.config import RunConfig
+from bellm.io import write_json_atomic
+from bellm.registry import Run, champion_result, new_run, promote, update_manifest
+from tasks.common import RETRY_DELAYS, retry_transient
+
+
+def _run(run_dir: str) -> Run:
+    p = Path(run_dir)
+    return Run(p.name, p)
+
+
+@task(name="open-run", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def open_run(cfg: RunConfig) -> str:
+    """A new `running` run directory in the registry."""
+    return str(new_run(cfg.artifacts_dir, cfg.profile, cfg.model_dump(mode="json")).dir)
+
+
+@task(name="record", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def record(run_dir: str, **fields: Any) -> None:
+    update_manifest(_run(run_dir), **fields)
+
+
+@task(name="champion")
+def read_champion(cfg: RunConfig) -> dict[str, Any] | None:
+    """The champion's full-suite result; smoke runs never compare against the champion."""
+    return None if cfg.profile == "smoke" else champion_result(cfg.artifacts_dir)
+
+
+@task(name="copy-adapter")
+def copy_adapter(adapter_dir: str, run_dir: str) -> str:
+    """Copy the (possibly cached) trained adapter into this run's directory."""
+    dest = Path(run_dir) / "adapter"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(adapter_dir, dest)
+    return str(dest)
+
+
+@task(name="publish-report")
+def publish_report(run_dir: str, metrics: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, str]:
+    """metrics.json + report.md + plots in the run dir, and the same table as Prefect artifacts."""
+    from bellm.report import write_report
+
+    paths = write_report(Path(run_dir), metrics["trained"], zero_shot=metrics.get("zero_shot"),
+                         champion=champion, baseline=metrics.get("baseline"), extra=metrics)
+    write_json_atomic(Path(run_dir) / "metrics.json", metrics)
+    from bellm.report import report_markdown, report_rows
+
+    rows = report_rows(metrics["trained"], zero_shot=metrics.get("zero_shot"), champion=champion,
+                       baseline=metrics.get("baseline"))
+    create_table_artifact(rows, key="bellm-sts", description=f"STS Spearman x100 for run {Path(run_dir).name}")
+    create_markdown_artifact(report_markdown(metrics["trained"], zero_shot=metrics.get("zero_shot"),
+                                             champion=champion, baseline=metrics.get("baseline")),
+                             key="bellm-report", description=f"bellm report for run {Path(run_dir).name}")
+    return {k: str(v) for k, v in (paths.items() if isinstance(paths, dict) else enumerate(paths))}
+
+
+@task(name="finish-run")
+def finish_run(run_dir: str, cfg: RunConfig, status: str, error: str | None = None) -> bool:
+    """Mark the run passed/failed; promote a passed non-smoke run to champion. Returns promoted."""
+    run = _run(run_dir)
+    onnx_dir = Path(run_dir) / "onnx"
+    if status == "failed" and onnx_dir.exists():  # a failed run never keeps a published model
+        shutil.rmtree(onnx_dir)
+    update_manifest(run, status=status, **({"error": error} if error else {}))
+    if status == "passed" and onnx_dir.is_dir():
+        create_link_artifact(onnx_dir.resolve().as_uri(), link_text=f"ONNX models of {run.id}", key="bellm-onnx")
+    if status == "passed" and cfg.profile != "smoke":
+        promote(run.id, cfg.artifacts_dir)
+        return True
+    return False

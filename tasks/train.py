@@ -1,0 +1,59 @@
+"""The training task: LoRA + AnglE via `bellm.training.train`, cached and resumable by content."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from bellm.config import RunConfig
+from bellm.paths import bellm_home
+from tasks.common import RETRY_DELAYS, content_key, retry_transient
+
+# Everything that determines the adapter (not eval/export settings, which don't change training).
+TRAIN_SECTIONS = ("model", "encoder", "lora", "data", "loss", "train")
+
+
+def train_key(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> str:
+    dump = cfg.model_dump(mode="json")
+    return content_key("train", {k: dump[k] for k in TRAIN_SECTIONS}, data_sha256, base_sha256)
+
+
+def _cache_key(context: Any, params: dict[str, Any]) -> str:
+    return train_key(params["cfg"], params["data_sha256"], params["base_sha256"])
+
+
+@task(name="train", cache_key_fn=_cache_key, persist_result=True, retries=len(RETRY_DELAYS),
+      retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def train_adapter(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> dict[str, Any]:
+    """Train into `$BELLM_HOME/train/<content key>/`: a killed flow re-run resumes from its checkpoints,
+    and a finished one with the same config, data and base model is a cache hit."""
+    from bellm.training import train
+
+    out = bellm_home() / "train" / train_key(cfg, data_sha256, base_sha256)
+    t = time.perf_counter()
+    result = train(cfg, out, progress=True)
+    return {
+        "adapter_dir": str(result.adapter_dir),
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "log": str(result.log_path),
+        "resumed_from": result.resumed_from,
+        "seconds": round(time.perf_counter() - t, 3),
+    }
+
+
+@task(name="resolve-model", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=retry_transient)
+def resolve_model(source: str) -> dict[str, str]:
+    """Resolve (and, the first time, convert) the base model; its sha256 keys every cache downstream."""
+    from bellm.models import resolve_source
+
+    res = resolve_source(source)
+    return {"source": res.source, "path": res.path, "kind": res.kind, "sha256": res.sha256}
+
+
+def adapter_exists(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
