@@ -88,12 +88,12 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         record(run_dir, gates=verdict)
 
         metrics: dict[str, Any] = {"trained": full, "gate": gate, "zero_shot": zero, "baseline": baseline, "onnx": {}}
-        timer("report", publish_report, run_dir, metrics, champion)
+        timer("report", publish_report, run_dir, spec, metrics, champion, max_pairs)
 
         exported = timer("export", export_variants, cfg, adapter, run_dir, max_pairs)
         metrics["onnx"] = exported["results"]
         record(run_dir, published_variants=exported["published"], export=exported["report"])
-        timer("report", publish_report, run_dir, metrics, champion)
+        timer("report", publish_report, run_dir, spec, metrics, champion, max_pairs)
 
         total = time.perf_counter() - t0
         record(run_dir, timings={**timer.steps, "total": round(total, 3)})

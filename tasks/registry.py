@@ -10,7 +10,6 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from bellm.config import RunConfig
-from bellm.io import write_json_atomic
 from bellm.registry import Run, champion_result, new_run, promote, update_manifest
 from tasks.common import RETRY_DELAYS, retry_transient
 
@@ -48,22 +47,29 @@ def copy_adapter(adapter_dir: str, run_dir: str) -> str:
 
 
 @task(name="publish-report")
-def publish_report(run_dir: str, metrics: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, str]:
-    """metrics.json + report.md + plots in the run dir, and the same table as Prefect artifacts."""
-    from bellm.report import write_report
+def publish_report(run_dir: str, spec: dict[str, Any], metrics: dict[str, Any], champion: dict[str, Any] | None,
+                   max_pairs: int | None = None) -> dict[str, str]:
+    """metrics.json + report.md + PNGs in the run dir, and the same table/report as Prefect artifacts.
 
-    paths = write_report(Path(run_dir), metrics["trained"], zero_shot=metrics.get("zero_shot"),
-                         champion=champion, baseline=metrics.get("baseline"), extra=metrics)
-    write_json_atomic(Path(run_dir) / "metrics.json", metrics)
-    from bellm.report import report_markdown, report_rows
+    The STS-B scatter needs per-pair cosines: they are recomputed from the on-disk embedding cache
+    (no new encoding), so the cached evaluation results stay small.
+    """
+    from bellm.evaluation import evaluate_with_scores
+    from bellm.report import comparison_rows, report_markdown, write_report
+    from tasks.evaluate import load_spec
 
-    rows = report_rows(metrics["trained"], zero_shot=metrics.get("zero_shot"), champion=champion,
-                       baseline=metrics.get("baseline"))
-    create_table_artifact(rows, key="bellm-sts", description=f"STS Spearman x100 for run {Path(run_dir).name}")
-    create_markdown_artifact(report_markdown(metrics["trained"], zero_shot=metrics.get("zero_shot"),
-                                             champion=champion, baseline=metrics.get("baseline")),
-                             key="bellm-report", description=f"bellm report for run {Path(run_dir).name}")
-    return {k: str(v) for k, v in (paths.items() if isinstance(paths, dict) else enumerate(paths))}
+    _, scores = evaluate_with_scores(load_spec(spec), ["stsb"], max_pairs=max_pairs)
+    core = ("trained", "zero_shot", "baseline")
+    extra = {k: v for k, v in metrics.items() if k not in core and v is not None}
+    paths = write_report(Path(run_dir), metrics["trained"], zero_shot=metrics.get("zero_shot"), champion=champion,
+                         baseline=metrics.get("baseline"), extra=extra, scores=scores)
+    rows = comparison_rows(metrics["trained"], metrics.get("zero_shot"), champion, metrics.get("baseline"))
+    run_id = Path(run_dir).name
+    create_table_artifact(rows, key="bellm-sts", description=f"STS Spearman x100, run {run_id}")
+    create_markdown_artifact(report_markdown(metrics["trained"], metrics.get("zero_shot"), champion,
+                                             metrics.get("baseline")),
+                             key="bellm-report", description=f"bellm report, run {run_id}")
+    return {k: str(v) for k, v in paths.items()}
 
 
 @task(name="finish-run")

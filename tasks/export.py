@@ -1,0 +1,56 @@
+"""The export task: ONNX variants of the trained encoder, parity- and STS-gated, published atomically
+into the run directory; each published variant is then evaluated through the torch-free runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from bellm.config import RunConfig
+
+
+def _score_cached(max_pairs: int | None, batch_size: int):  # noqa: ANN202 - a ScoreFn
+    """STS-B test Spearman through `bellm.evaluation`, caching embeddings so the per-variant results
+    recorded afterwards cost nothing extra."""
+
+    def score(encoder: Any) -> float:
+        from bellm.evaluation import evaluate
+
+        value = evaluate(encoder, "stsb", max_pairs=max_pairs, batch_size=batch_size)["tasks"]["stsb"]["spearman"]
+        if value is None:
+            raise ValueError("STS-B Spearman is undefined (constant predictions?)")
+        return float(value)
+
+    return score
+
+
+@task(name="export", retries=0)
+def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: int | None) -> dict[str, Any]:
+    """Export to `<run_dir>/onnx/<variant>/`. fp32 must pass the graph check and parity gate or nothing is
+    published (raises); other variants are published only if their own gates pass (recorded otherwise)."""
+    from bellm.evaluation import evaluate
+    from bellm.export import export_encoder
+    from bellm.runtime import OnnxEncoder
+    from bellm.training import load_trained_encoder
+
+    encoder = load_trained_encoder(adapter_dir)
+    out = Path(run_dir) / "onnx"
+    exp = export_encoder(
+        encoder,
+        out,
+        variants=cfg.export.variants,
+        attention_op=cfg.export.attention_op,
+        opset=cfg.export.opset,
+        sts_gate=_score_cached(max_pairs, cfg.eval.batch_size),
+        max_spearman_drop=cfg.export.max_spearman_drop,
+    )
+    results = {
+        name: evaluate(OnnxEncoder(str(out / name), providers=["CPUExecutionProvider"]), "stsb",
+                       max_pairs=max_pairs, batch_size=cfg.eval.batch_size)
+        for name in exp.published()
+    }
+    report = {n: {"published": v.published, "reason": v.reason, "seconds": round(v.seconds, 2), "bytes": v.bytes,
+                  "parity": v.parity, "sts": v.sts} for n, v in exp.variants.items()}
+    return {"published": exp.published(), "results": results, "report": report, "seconds": round(exp.seconds, 2)}
