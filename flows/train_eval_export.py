@@ -36,8 +36,15 @@ class _Timer:
 
 def torch_spec(cfg: Any, adapter: str | None) -> dict[str, Any]:
     e = cfg.encoder
-    return {"kind": "torch", "source": cfg.model.source, "adapter": adapter, "bidirectional_layers": e.bidirectional_layers,
-            "pooling": e.pooling, "prompt": e.prompt, "max_length": e.max_length}
+    return {
+        "kind": "torch",
+        "source": cfg.model.source,
+        "adapter": adapter,
+        "bidirectional_layers": e.bidirectional_layers,
+        "pooling": e.pooling,
+        "prompt": e.prompt,
+        "max_length": e.max_length,
+    }
 
 
 def gate_subset(gates: GateConfig, tasks: dict[str, Any]) -> dict[str, Any]:
@@ -70,19 +77,35 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         spec = torch_spec(cfg, trained["adapter_dir"])
         model_key = trained["adapter_dir"]
         max_pairs = cfg.data.max_eval_pairs
-        gate = timer("evaluate-gate", evaluate_suite, spec, cfg.eval.gate_suite,
-                     max_pairs, cfg.eval.batch_size, model_key)
+        gate = timer(
+            "evaluate-gate", evaluate_suite, spec, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key
+        )
         champion = read_champion(cfg)
         verdict = timer("gates", enforce_gates_task, gate, gate_subset(cfg.eval.gates, gate["tasks"]), None)
 
-        full = timer("evaluate-full", evaluate_suite, spec, cfg.eval.report_suite,
-                     max_pairs, cfg.eval.batch_size, model_key)
-        zero = timer("evaluate-zero-shot", evaluate_suite, torch_spec(cfg, None), cfg.eval.report_suite,
-                     max_pairs, cfg.eval.batch_size, base["sha256"])
+        full = timer(
+            "evaluate-full", evaluate_suite, spec, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size, model_key
+        )
+        zero = timer(
+            "evaluate-zero-shot",
+            evaluate_suite,
+            torch_spec(cfg, None),
+            cfg.eval.report_suite,
+            max_pairs,
+            cfg.eval.batch_size,
+            base["sha256"],
+        )
         baseline = None
         if cfg.eval.baseline:
-            baseline = timer("evaluate-baseline", evaluate_suite, {"kind": "baseline", "name": "minilm"},
-                             cfg.eval.report_suite, max_pairs, cfg.eval.batch_size, "minilm")
+            baseline = timer(
+                "evaluate-baseline",
+                evaluate_suite,
+                {"kind": "baseline", "name": "minilm"},
+                cfg.eval.report_suite,
+                max_pairs,
+                cfg.eval.batch_size,
+                "minilm",
+            )
         combined = {**full, "tasks": {**full["tasks"], **gate["tasks"]}}
         verdict = timer("gates", enforce_gates_task, combined, cfg.eval.gates.model_dump(), champion)
         record(run_dir, gates=verdict)
@@ -99,8 +122,13 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         record(run_dir, timings={**timer.steps, "total": round(total, 3)})
         promoted = finish_run(run_dir, cfg, "passed")
         log.info("run %s passed%s", run_dir, " and is the new champion" if promoted else "")
-        return {"run_dir": run_dir, "status": "passed", "promoted": promoted, "metrics": metrics,
-                "timings": timer.steps}
+        return {
+            "run_dir": run_dir,
+            "status": "passed",
+            "promoted": promoted,
+            "metrics": metrics,
+            "timings": timer.steps,
+        }
     except BaseException as e:
         record(run_dir, timings={**timer.steps, "total": round(time.perf_counter() - t0, 3)})
         finish_run(run_dir, cfg, "failed", error="".join(traceback.format_exception_only(type(e), e)).strip())

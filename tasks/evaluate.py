@@ -38,10 +38,21 @@ def _eval_key(context: Any, params: dict[str, Any]) -> str:
     return content_key("evaluate", params["spec"], params["suite"], params.get("max_pairs"), params.get("model_key"))
 
 
-@task(name="evaluate", cache_key_fn=_eval_key, persist_result=True, retries=len(RETRY_DELAYS),
-      retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def evaluate_suite(spec: dict[str, Any], suite: str | list[str], max_pairs: int | None = None,
-                   batch_size: int = 32, model_key: str | None = None) -> dict[str, Any]:
+@task(
+    name="evaluate",
+    cache_key_fn=_eval_key,
+    persist_result=True,
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def evaluate_suite(
+    spec: dict[str, Any],
+    suite: str | list[str],
+    max_pairs: int | None = None,
+    batch_size: int = 32,
+    model_key: str | None = None,
+) -> dict[str, Any]:
     """STS result (evaluation schema) of the encoder described by `spec`.
 
     Cached by (spec, suite, max_pairs, `model_key` = a content hash of what produced the model): a re-run

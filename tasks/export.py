@@ -47,10 +47,23 @@ def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: i
         max_spearman_drop=cfg.export.max_spearman_drop,
     )
     results = {
-        name: evaluate(OnnxEncoder(str(out / name), providers=["CPUExecutionProvider"]), "stsb",
-                       max_pairs=max_pairs, batch_size=cfg.eval.batch_size)
+        name: evaluate(
+            OnnxEncoder(str(out / name), providers=["CPUExecutionProvider"]),
+            "stsb",
+            max_pairs=max_pairs,
+            batch_size=cfg.eval.batch_size,
+        )
         for name in exp.published()
     }
-    report = {n: {"published": v.published, "reason": v.reason, "seconds": round(v.seconds, 2), "bytes": v.bytes,
-                  "parity": v.parity, "sts": v.sts} for n, v in exp.variants.items()}
+    report = {
+        n: {
+            "published": v.published,
+            "reason": v.reason,
+            "seconds": round(v.seconds, 2),
+            "bytes": v.bytes,
+            "parity": v.parity,
+            "sts": v.sts,
+        }
+        for n, v in exp.variants.items()
+    }
     return {"published": exp.published(), "results": results, "report": report, "seconds": round(exp.seconds, 2)}

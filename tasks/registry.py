@@ -47,8 +47,13 @@ def copy_adapter(adapter_dir: str, run_dir: str) -> str:
 
 
 @task(name="publish-report")
-def publish_report(run_dir: str, spec: dict[str, Any], metrics: dict[str, Any], champion: dict[str, Any] | None,
-                   max_pairs: int | None = None) -> dict[str, str]:
+def publish_report(
+    run_dir: str,
+    spec: dict[str, Any],
+    metrics: dict[str, Any],
+    champion: dict[str, Any] | None,
+    max_pairs: int | None = None,
+) -> dict[str, str]:
     """metrics.json + report.md + PNGs in the run dir, and the same table/report as Prefect artifacts.
 
     The STS-B scatter needs per-pair cosines: they are recomputed from the on-disk embedding cache
@@ -61,14 +66,23 @@ def publish_report(run_dir: str, spec: dict[str, Any], metrics: dict[str, Any], 
     _, scores = evaluate_with_scores(load_spec(spec), ["stsb"], max_pairs=max_pairs)
     core = ("trained", "zero_shot", "baseline")
     extra = {k: v for k, v in metrics.items() if k not in core and v is not None}
-    paths = write_report(Path(run_dir), metrics["trained"], zero_shot=metrics.get("zero_shot"), champion=champion,
-                         baseline=metrics.get("baseline"), extra=extra, scores=scores)
+    paths = write_report(
+        Path(run_dir),
+        metrics["trained"],
+        zero_shot=metrics.get("zero_shot"),
+        champion=champion,
+        baseline=metrics.get("baseline"),
+        extra=extra,
+        scores=scores,
+    )
     rows = comparison_rows(metrics["trained"], metrics.get("zero_shot"), champion, metrics.get("baseline"))
     run_id = Path(run_dir).name
     create_table_artifact(rows, key="bellm-sts", description=f"STS Spearman x100, run {run_id}")
-    create_markdown_artifact(report_markdown(metrics["trained"], metrics.get("zero_shot"), champion,
-                                             metrics.get("baseline")),
-                             key="bellm-report", description=f"bellm report, run {run_id}")
+    create_markdown_artifact(
+        report_markdown(metrics["trained"], metrics.get("zero_shot"), champion, metrics.get("baseline")),
+        key="bellm-report",
+        description=f"bellm report, run {run_id}",
+    )
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -25,8 +25,14 @@ def _cache_key(context: Any, params: dict[str, Any]) -> str:
     return train_key(params["cfg"], params["data_sha256"], params["base_sha256"])
 
 
-@task(name="train", cache_key_fn=_cache_key, persist_result=True, retries=len(RETRY_DELAYS),
-      retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+@task(
+    name="train",
+    cache_key_fn=_cache_key,
+    persist_result=True,
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
 def train_adapter(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> dict[str, Any]:
     """Train into `$BELLM_HOME/train/<content key>/`: a killed flow re-run resumes from its checkpoints,
     and a finished one with the same config, data and base model is a cache hit."""
@@ -45,8 +51,12 @@ def train_adapter(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str)
     }
 
 
-@task(name="resolve-model", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=retry_transient)
+@task(
+    name="resolve-model",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
 def resolve_model(source: str) -> dict[str, str]:
     """Resolve (and, the first time, convert) the base model; its sha256 keys every cache downstream."""
     from bellm.models import resolve_source

@@ -69,14 +69,21 @@ def test_real_deployment_run(tiny_model_dir: Path, tmp_path: Path) -> None:
 
     def spawn(name: str, *args: str) -> subprocess.Popen:
         out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        p = subprocess.Popen([str(BIN / "prefect"), *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            [str(BIN / "prefect"), *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         started.append(p)
         return p
 
     def prefect(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "prefect"), *args], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [str(BIN / "prefect"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        )
 
     try:
         spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
@@ -86,10 +93,27 @@ def test_real_deployment_run(tiny_model_dir: Path, tmp_path: Path) -> None:
         r = prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml")
         assert r.returncode == 0, r.stdout + r.stderr
         spawn("worker", "worker", "start", "--pool", "bellm-local")
-        overrides = {"model.source": str(tiny_model_dir), "artifacts_dir": str(arts), "train.max_steps": 1, "train.warmup_steps": 0, "lora.layers": None,
-                     "train.batch_size": 4, "data.max_eval_pairs": 16, "eval.baseline": False}
-        r = prefect("deployment", "run", "train-eval-export/smoke", "--watch", "--watch-timeout", "600",
-                    "--param", f"overrides={json.dumps(overrides)}", timeout=660)
+        overrides = {
+            "model.source": str(tiny_model_dir),
+            "artifacts_dir": str(arts),
+            "train.max_steps": 1,
+            "train.warmup_steps": 0,
+            "lora.layers": None,
+            "train.batch_size": 4,
+            "data.max_eval_pairs": 16,
+            "eval.baseline": False,
+        }
+        r = prefect(
+            "deployment",
+            "run",
+            "train-eval-export/smoke",
+            "--watch",
+            "--watch-timeout",
+            "600",
+            "--param",
+            f"overrides={json.dumps(overrides)}",
+            timeout=660,
+        )
         out = r.stdout + r.stderr
         assert r.returncode == 0 and "Completed" in out, out + (logs / "worker.log").read_text()[-4000:]
         runs = sorted((arts / "runs").iterdir())

@@ -82,8 +82,9 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     assert len(list_runs(arts)) == 2
 
 
-def test_failed_gate_fails_run_and_publishes_nothing(harness, tiny_model_dir: Path, tmp_path: Path,
-                                                     monkeypatch) -> None:
+def test_failed_gate_fails_run_and_publishes_nothing(
+    harness, tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     from bellm.registry import champion, list_runs
     from flows.train_eval_export import train_eval_export
 

@@ -9,8 +9,9 @@ import typer
 
 from bellm.cli import app
 
-runs_app = typer.Typer(help="Inspect the artifacts registry (runs, their gates and metrics, the champion).",
-                       no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Inspect the artifacts registry (runs, their gates and metrics, the champion).", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 
 RootOpt = typer.Option(None, "--artifacts", help="registry root (default ./artifacts or $BELLM_ARTIFACTS)")

@@ -1,0 +1,60 @@
+"""`bellm ablate`: the k × pooling ablation sweep (the `bellm-ablation` flow, Prefect ephemeral mode)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from bellm.cli import app
+from bellm.cli.common import user_errors
+
+
+@app.command("ablate")
+def ablate(
+    profile: str = typer.Option("quick", "--profile", "-p", help="base run config profile"),
+    set_: list[str] = typer.Option([], "--set", help="override a base config field: section.field=value"),
+    ks: str = typer.Option("0,1,2,4,8", help="comma-separated k values (must include 0, the baseline)"),
+    poolings: str = typer.Option("last,mean", help="comma-separated poolings"),
+    steps: int = typer.Option(40, help="LoRA training steps per trial (identical for every trial)"),
+    table_suite: str = typer.Option("full", help="suite for the table: full, gate, or comma-separated task keys"),
+    max_eval_pairs: int | None = typer.Option(None, help="cap pairs per evaluation task (budget)"),
+    zero_shot: bool = typer.Option(True, help="also evaluate the untrained grid"),
+    train: bool = typer.Option(True, help="train each trial (--no-train: zero-shot curve only)"),
+    bootstrap: int = typer.Option(1000, help="bootstrap resamples for the 95% intervals"),
+    runner: str = typer.Option("sequential", help="sequential | threads | dask (prefect-dask)"),
+    write_docs: bool = typer.Option(False, help="also write docs/ablation.md and docs/ablation.png"),
+) -> None:
+    """Sweep k × pooling: train each trial on the same budget, evaluate, bootstrap Δ vs k=0 with 95% CIs.
+
+    Interrupted sweeps resume: finished trials are cached (Prefect), a half-trained trial resumes from its
+    checkpoints. Output: <artifacts>/ablations/<id>/ (ablation.md, CSVs, ablation.png, ablation.json).
+    """
+    from bellm.ablation import AblationConfig
+    from bellm.cli.run import prefect_env
+    from bellm.config import build_config, parse_override
+
+    with user_errors():
+        overrides = {}
+        for item in set_:
+            keys, value = parse_override(item)
+            overrides[".".join(keys)] = value
+        build_config(profile, overrides)
+        suite: str | list[str] = table_suite if table_suite in ("full", "gate") else table_suite.split(",")
+        abl = AblationConfig(
+            ks=[int(k) for k in ks.split(",")],
+            poolings=poolings.split(","),
+            steps=steps,
+            table_suite=suite,
+            max_eval_pairs=max_eval_pairs,
+            zero_shot=zero_shot,
+            train=train,
+            bootstrap=bootstrap,
+        )
+    prefect_env()
+    from flows.ablation import bellm_ablation
+
+    out = bellm_ablation(
+        profile=profile, overrides=overrides, ablation=abl.model_dump(), runner=runner, write_docs=write_docs
+    )
+    typer.echo(json.dumps({"dir": out["dir"], "trial_states": out["trial_states"]}))

@@ -1,0 +1,174 @@
+"""The `bellm-ablation` flow: where does backward dependency actually help?
+
+Fans out over k × pooling (trained on a fixed budget, and zero-shot), then bootstraps each trial's
+difference from the k=0 baseline with the same pooling, and writes a table (markdown + CSV) and a plot
+to the registry (`<artifacts>/ablations/<id>/`), optionally to docs/ablation.md, and as Prefect artifacts.
+
+Trials run one after another by default (a 2-core CPU trains one model at a time); `runner="threads"`
+submits them to Prefect's thread pool, `runner="dask"` to a `prefect-dask` DaskTaskRunner (install
+`prefect-dask`; pass `dask_address` for an existing cluster).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from bellm.ablation import AblationConfig, grid, paired_bootstrap, plot, table_rows, to_csv, to_markdown
+from bellm.config import build_config
+from bellm.io import write_json_atomic, write_text_atomic
+from bellm.paths import REPO_ROOT
+from bellm.registry import root_dir
+from tasks.ablation import run_trial
+from tasks.data import prepare_data
+from tasks.train import resolve_model
+
+RUNNERS = ("sequential", "threads", "dask")
+
+
+def _task_runner(runner: str, dask_address: str | None) -> Any:
+    if runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=2)
+    if runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as e:
+            raise RuntimeError("runner='dask' needs `pip install prefect-dask`") from e
+        return DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner()
+    raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
+
+
+@flow(name="bellm-ablation-trials")
+def _fan_out(
+    cfg: Any, abl: dict[str, Any], jobs: list[tuple[int, str, bool]], data: dict, base_sha: str
+) -> list[tuple[dict[str, Any], str]]:
+    futures = [run_trial.submit(cfg, abl, k, p, trained, data, base_sha) for k, p, trained in jobs]
+    return [(f.result(), f.state.name) for f in futures]
+
+
+def bootstrap_all(trials: dict[str, dict[str, Any]], n: int, seed: int) -> dict[str, Any]:
+    """CIs of Δ vs the k=0 trial with the same pooling, for trained and zero-shot trials."""
+    cis: dict[str, Any] = {}
+    for key in ("trained", "zero_shot"):
+        for name, t in trials.items():
+            raw, base_name = t.get(f"{key}_raw"), f"k0-{t['pooling']}"
+            base = trials.get(base_name, {}).get(f"{key}_raw")
+            if raw is None or base is None or t["k"] == 0:
+                continue
+            cis[f"{key}:{name}"] = paired_bootstrap(raw["cosines"], base["cosines"], raw["gold"], n, seed)
+    return cis
+
+
+def conclusion(rows: list[dict[str, Any]]) -> list[str]:
+    """Plain-language lines: which trials differ significantly from k=0, in which direction."""
+    lines = []
+    for r in rows:
+        if r.get("significant") is None:
+            continue
+        verdict = (
+            "significantly better"
+            if r["significant"] == "yes" and r["delta_vs_k0"] > 0
+            else "significantly worse"
+            if r["significant"] == "yes"
+            else "not distinguishable"
+        )
+        lines.append(f"- k={r['k']}, {r['pooling']}: Δ avg {r['delta_vs_k0']:+.2f} {r['ci95']} → {verdict} from k=0")
+    return lines
+
+
+@flow(name="bellm-ablation", log_prints=True)
+def bellm_ablation(
+    profile: str = "quick",
+    overrides: dict[str, Any] | None = None,
+    ablation: dict[str, Any] | None = None,
+    runner: str = "sequential",
+    dask_address: str | None = None,
+    write_docs: bool = False,
+) -> dict[str, Any]:
+    """Sweep k × pooling on one base config. `ablation`: AblationConfig fields (ks, poolings, steps,
+    table_suite, max_eval_pairs, ...). Trials are cached: a restarted sweep runs only the missing ones."""
+    log = get_run_logger()
+    cfg = build_config(profile, overrides or {})
+    abl = AblationConfig.model_validate(ablation or {})
+    data = prepare_data(cfg)
+    base = resolve_model(cfg.model.source)
+    jobs = [
+        (t.k, t.pooling, trained)
+        for trained in ([True] if abl.train else []) + ([False] if abl.zero_shot else [])
+        for t in grid(abl)
+    ]
+    ad = abl.model_dump()
+    if runner == "sequential":
+        done = []
+        for k, p, trained in jobs:
+            state = run_trial(cfg, ad, k, p, trained, data["sha256"], base["sha256"], return_state=True)
+            done.append((state.result(), state.name))
+    else:
+        done = _fan_out.with_options(task_runner=_task_runner(runner, dask_address))(
+            cfg, ad, jobs, data["sha256"], base["sha256"]
+        )
+    outs = [o for o, _ in done]
+    # Which trials were reused from an earlier (possibly interrupted) sweep, and which ran now.
+    reuse = {f"{'trained' if o['trained'] else 'zero_shot'}:k{o['k']}-{o['pooling']}": name for o, name in done}
+    log.info("trial states: %s", reuse)
+
+    trials: dict[str, dict[str, Any]] = {}
+    for o in outs:
+        key = "trained" if o["trained"] else "zero_shot"
+        t = trials.setdefault(f"k{o['k']}-{o['pooling']}", {"k": o["k"], "pooling": o["pooling"]})
+        t[key], t[f"{key}_selection"], t[f"{key}_raw"] = o["result"], o["selection"], o
+        t[f"{key}_train"] = o["train"]
+    cis = bootstrap_all(trials, abl.bootstrap, abl.seed)
+    rows = {key: table_rows(trials, cis, key) for key in ("trained", "zero_shot")}
+
+    sweep_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    out = root_dir(cfg.artifacts_dir) / "ablations" / sweep_id
+    out.mkdir(parents=True)
+    plot(trials, cis, str(out / "ablation.png"), title=f"{cfg.model.source}: STS avg vs k ({abl.steps} steps/trial)")
+    md = render(cfg, abl, rows, sweep_id)
+    write_text_atomic(out / "ablation.md", md)
+    for key, r in rows.items():
+        write_text_atomic(out / f"ablation_{key}.csv", to_csv(r))
+    slim = {n: {k: v for k, v in t.items() if not k.endswith("_raw")} for n, t in trials.items()}
+    write_json_atomic(
+        out / "ablation.json", {"config": cfg.model_dump(mode="json"), "ablation": ad, "trials": slim, "cis": cis}
+    )
+    if write_docs:
+        docs = REPO_ROOT / "docs"
+        write_text_atomic(docs / "ablation.md", md.replace("](ablation.png)", "](ablation.png)"))
+        (docs / "ablation.png").write_bytes((out / "ablation.png").read_bytes())
+    for key, r in rows.items():
+        if r:
+            create_table_artifact(
+                r, key=f"bellm-ablation-{key.replace('_', '-')}", description=f"ablation {sweep_id} ({key})"
+            )
+    create_markdown_artifact(md, key="bellm-ablation-report", description=f"ablation {sweep_id}")
+    log.info("ablation written to %s", out)
+    return {"dir": str(out), "rows": rows, "cis": cis, "trial_states": reuse}
+
+
+def render(cfg: Any, abl: AblationConfig, rows: dict[str, list[dict[str, Any]]], sweep_id: str) -> str:
+    budget = (
+        f"{abl.steps} LoRA steps/trial (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.train.seed}, "
+        f"LoRA r={cfg.lora.r} on {'all' if cfg.lora.layers is None else f'the last {cfg.lora.layers}'} layers)"
+    )
+    suite = abl.table_suite if isinstance(abl.table_suite, str) else ", ".join(abl.table_suite)
+    parts = [
+        f"# Ablation {sweep_id}: where does backward dependency help?\n",
+        f"Model `{cfg.model.source}`, prompt `{cfg.encoder.prompt}`, max length {cfg.encoder.max_length}. "
+        f"Budget: {budget}. Table suite: {suite}"
+        + (f" (first {abl.max_eval_pairs} pairs per task)" if abl.max_eval_pairs else "")
+        + f"; selection on {abl.selection_suite}. Δ = Spearman x100 minus the k=0 trial with the same pooling; "
+        f"95% paired bootstrap interval over pairs ({abl.bootstrap} resamples).\n",
+        "![ablation](ablation.png)\n",
+    ]
+    for key, title in (("trained", "Trained"), ("zero_shot", "Zero-shot (no training)")):
+        if rows[key]:
+            parts += [f"## {title}\n", to_markdown(rows[key]), *conclusion(rows[key]), ""]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,89 @@
+"""Ablation trial task: one (k, pooling) configuration trained on a fixed budget (or zero-shot), then
+evaluated for selection and for the table. Cached by content, so an interrupted sweep resumes with only
+the missing trials (and a half-trained trial resumes from its checkpoints)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import task
+
+from bellm.config import RunConfig
+from bellm.paths import bellm_home
+from tasks.common import RETRY_DELAYS, content_key, retry_transient
+from tasks.train import TRAIN_SECTIONS, train_key
+
+
+def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig:
+    """The base config with this trial's k, pooling and the sweep's step budget (same for all trials)."""
+    return base.model_copy(
+        update={
+            "encoder": base.encoder.model_copy(update={"bidirectional_layers": k, "pooling": pooling}),
+            "train": base.train.model_copy(
+                update={"max_steps": steps, "warmup_steps": min(base.train.warmup_steps, steps)}
+            ),
+        }
+    )
+
+
+def _key(context: Any, p: dict[str, Any]) -> str:
+    cfg = trial_config(p["base"], p["k"], p["pooling"], p["ablation"]["steps"]).model_dump(mode="json")
+    abl = {k: v for k, v in p["ablation"].items() if k not in ("ks", "poolings", "bootstrap", "seed", "zero_shot")}
+    return content_key(
+        "ablation-trial", {s: cfg[s] for s in TRAIN_SECTIONS}, abl, p["trained"], p["data_sha256"], p["base_sha256"]
+    )
+
+
+@task(
+    name="ablation-trial",
+    cache_key_fn=_key,
+    persist_result=True,
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def run_trial(
+    base: RunConfig,
+    ablation: dict[str, Any],
+    k: int,
+    pooling: str,
+    trained: bool,
+    data_sha256: dict[str, str],
+    base_sha256: str,
+) -> dict[str, Any]:
+    """{k, pooling, result (table suite), selection (dev), cosines/gold per table task, train info}."""
+    from bellm.evaluation import evaluate, evaluate_with_scores
+
+    t0 = time.perf_counter()
+    cfg = trial_config(base, k, pooling, ablation["steps"])
+    info: dict[str, Any] = {}
+    if trained:
+        from bellm.training import load_trained_encoder, train
+
+        # Same directory scheme as the main flow's training: identical configs share (and resume) it.
+        out = bellm_home() / "train" / train_key(cfg, data_sha256, base_sha256)
+        res = train(cfg, out, progress=True)
+        info = {"steps": res.steps, "final_loss": res.final_loss, "seconds": round(res.seconds, 1)}
+        encoder = load_trained_encoder(res.adapter_dir)
+    else:
+        from bellm.encoder import load_encoder
+
+        e = cfg.encoder
+        encoder = load_encoder(
+            cfg.model.source, bidirectional_layers=k, pooling=pooling, prompt=e.prompt, max_length=e.max_length
+        )
+    mp = ablation.get("max_eval_pairs")
+    selection = evaluate(encoder, ablation["selection_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)
+    table, scores = evaluate_with_scores(encoder, ablation["table_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)
+    return {
+        "k": k,
+        "pooling": pooling,
+        "trained": trained,
+        "result": table,
+        "selection": selection,
+        "cosines": {t: s.cosine.astype(float).round(6).tolist() for t, s in scores.items()},
+        "gold": {t: s.gold.astype(float).tolist() for t, s in scores.items()},
+        "train": info,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }

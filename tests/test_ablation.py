@@ -1,0 +1,121 @@
+"""Ablation: the paired bootstrap, the grid, and a resumable sweep (kill -9 after one trial, restart)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bellm.ablation import AblationConfig, grid, paired_bootstrap, table_rows, to_csv, to_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_grid_needs_baseline() -> None:
+    assert [t.name for t in grid(AblationConfig(ks=[2, 0], poolings=["mean"]))] == ["k0-mean", "k2-mean"]
+    with pytest.raises(ValueError, match="k=0"):
+        grid(AblationConfig(ks=[1, 2]))
+
+
+def test_paired_bootstrap_detects_real_differences_only() -> None:
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 400)
+    base = gold + rng.normal(0, 2.0, 400)
+    same = paired_bootstrap({"t": base}, {"t": base}, {"t": gold}, n=200)
+    assert same["t"]["delta"] == 0 and same["t"]["lo"] == 0 and same["t"]["hi"] == 0
+    assert not same["avg"]["significant"]
+    better = gold + rng.normal(0, 0.5, 400)
+    res = paired_bootstrap({"t": better}, {"t": base}, {"t": gold}, n=300)
+    assert res["t"]["delta"] > 10 and res["t"]["lo"] > 0 and res["t"]["significant"]
+    noise = base + rng.normal(0, 0.05, 400)
+    res = paired_bootstrap({"t": noise}, {"t": base}, {"t": gold}, n=300)
+    assert res["t"]["lo"] < 0 < res["t"]["hi"] and not res["t"]["significant"]
+    with pytest.raises(ValueError, match="pair counts"):
+        paired_bootstrap({"t": base[:10]}, {"t": base}, {"t": gold})
+
+
+def test_table_rows_and_formats() -> None:
+    trials = {
+        "k0-mean": {"k": 0, "pooling": "mean", "trained": {"tasks": {"stsb": {"spearman": 50.0}}, "avg": 50.0}},
+        "k2-mean": {"k": 2, "pooling": "mean", "trained": {"tasks": {"stsb": {"spearman": 55.0}}, "avg": 55.0}},
+    }
+    cis = {"trained:k2-mean": {"avg": {"delta": 5.0, "lo": 1.0, "hi": 9.0, "significant": True}}}
+    rows = table_rows(trials, cis)
+    assert rows[1]["delta_vs_k0"] == 5.0 and rows[1]["significant"] == "yes" and rows[0]["significant"] is None
+    assert "| k2-mean |" in to_markdown(rows) and to_csv(rows).startswith("trial,k,pooling")
+
+
+def _ablate_cmd(tiny: Path, arts: Path) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "bellm"),
+        "ablate",
+        "--ks",
+        "0,1,2",
+        "--poolings",
+        "mean",
+        "--steps",
+        "2",
+        "--table-suite",
+        "stsb",
+        "--max-eval-pairs",
+        "16",
+        "--no-zero-shot",
+        "--bootstrap",
+        "100",
+        "--set",
+        f"model.source={tiny}",
+        "--set",
+        f"artifacts_dir={arts}",
+        "--set",
+        "data.max_train_pairs=16",
+        "--set",
+        "data.max_train_triplets=16",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.warmup_steps=0",
+        "--set",
+        "lora.layers=null",
+        "--set",
+        "train.checkpoint_every=1",
+    ]
+
+
+def test_sweep_resumes_only_missing_trials(tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BELLM_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    cmd = _ablate_cmd(tiny_model_dir, tmp_path / "arts")
+    train_root = tmp_path / "home" / "train"
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.time() + 300
+    # Trials run in order; a second training directory means the first trial finished (result persisted).
+    while time.time() < deadline and proc.poll() is None:
+        if train_root.is_dir() and len(list(train_root.iterdir())) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    states = summary["trial_states"]
+    assert states["trained:k0-mean"] == "Cached", states
+    assert states["trained:k1-mean"] != "Cached" and states["trained:k2-mean"] != "Cached", states
+    out = Path(summary["dir"])
+    assert (out / "ablation.md").is_file() and (out / "ablation.png").is_file()
+    assert "k2-mean" in (out / "ablation_trained.csv").read_text()
