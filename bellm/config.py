@@ -56,6 +56,9 @@ class LoraConfig(_Section):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="all linear layers of the decoder; never the embeddings or lm_head",
     )
+    layers: int | None = Field(
+        None, ge=1, description="adapt only the last n decoder layers (None: all); backward stops below them"
+    )
 
 
 class DataConfig(_Section):
@@ -91,20 +94,28 @@ class TrainConfig(_Section):
     max_grad_norm: float | None = Field(1.0, gt=0)
     gradient_checkpointing: bool = False
     checkpoint_every: int = Field(25, ge=1)
-    eval_every: int | None = Field(None, ge=1)
+    eval_every: int | None = Field(None, ge=1, description="dev-set Spearman every N steps (None: off)")
     nproc_per_node: int = Field(1, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, description="how many step checkpoints to keep on disk")
+    select_best: bool = Field(True, description="with eval_every: adapter/ holds the best-dev step, not the last")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    progress: bool = Field(True, description="show a progress bar (rank 0)")
 
 
 class GateConfig(_Section):
     min_task: dict[str, float] = Field(default_factory=dict, description="minimum Spearman x100 per task")
     min_avg: float | None = None
     max_regression: float | None = Field(None, ge=0, description="max drop in avg vs the champion (points)")
+    max_task_regression: float | None = Field(
+        None, ge=0, description="max drop of any single task vs the champion (points)"
+    )
 
 
 class EvalConfig(_Section):
     gate_suite: str = "gate"
     report_suite: str = "full"
     batch_size: int = Field(32, ge=1)
+    baseline: bool = Field(True, description="also evaluate all-MiniLM-L6-v2 for the report (cached after once)")
     gates: GateConfig = Field(default_factory=GateConfig)
 
 
@@ -135,15 +146,26 @@ class RunConfig(_Section):
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # The embedded default on a 2-core CPU, within ~15 minutes of training.
-    "quick": {},
-    # BeLLM's published setting, for GPU users (data by path or hf:<id>).
+    # The embedded default on a 2-core CPU: STS-B train pairs + the SNLI stand-in triplets, LoRA on the last
+    # 8 of 30 layers so the backward pass stops there (less compute and a fraction of the memory of all
+    # layers). Sized for ≤15 minutes on an idle machine: a step costs ≈17 CPU-seconds (measured, 2 threads,
+    # under contention, so an upper bound) → ≤8.5 s/step → ≤14 min; a shared, oversubscribed CPU is slower.
+    "quick": {
+        "lora": {"layers": 8},
+        "train": {"max_steps": 100, "warmup_steps": 10, "lr": 3e-4, "batch_size": 16, "checkpoint_every": 20},
+    },
+    # BeLLM's published setting (Li & Li, NAACL 2024), for GPU users: LLaMA-2-7B, AllNLI triplets, LoRA
+    # r=32/alpha=32/dropout 0.1 on all linear layers, lr in 2e-4..5e-4, max length 60, bf16 on CUDA.
+    # Data by path or hf:<id>; 4-bit base loading is not wired in (bf16 fits a 7B base on one 24 GB+ GPU
+    # with gradient checkpointing). Multi-GPU: set train.nproc_per_node (global batch = batch × N × accum).
     "paper": {
         "model": {"source": "meta-llama/Llama-2-7b-hf", "dtype": "bfloat16"},
         "encoder": {"bidirectional_layers": 1, "pooling": "last", "prompt": "bellm", "max_length": 60},
         "lora": {"r": 32, "alpha": 32, "dropout": 0.1},
         "data": {"train_pairs": [], "train_triplets": ["hf:SeanLee97/all_nli_angle_format_b"]},
-        "train": {"lr": 2e-4, "batch_size": 128, "max_steps": 2000, "warmup_steps": 100, "gradient_checkpointing": True},
+        "train": {
+            "lr": 2e-4, "batch_size": 128, "max_steps": 2000, "warmup_steps": 100, "gradient_checkpointing": True,
+        },
         "export": {"variants": ["fp32", "fp16"]},
     },
     # A setup check: a couple of steps, a few dozen pairs, fp32 export only.
@@ -203,12 +225,17 @@ def build_config(
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"{file}: cannot read config ({e})") from None
     if isinstance(overrides, dict):
-        tree = _deep_merge(tree, overrides)
+        # Nested dicts merge; dotted keys ({"train.lr": 1e-4}, as Prefect `--param`s) set one field.
+        for key, value in overrides.items():
+            if "." in key:
+                _set_path(tree, key.split("."), value)
+            else:
+                tree = _deep_merge(tree, {key: value})
     else:
         for item in overrides or []:
             _set_path(tree, *parse_override(item))
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as e:
-        lines = [f"  {'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        lines = [f"  {'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,153 @@
+"""`bellm eval`: STS evaluation of an encoder, optional quality gates (exit 1 on failure) and a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bellm.cli import app
+from bellm.cli.common import user_errors
+
+SUITE_HELP = (
+    "what to evaluate on: 'gate' (STS-B dev, fast), 'full' (STS12-16, STS-B test, SICK-R test), a task key "
+    "(sts12..sts16, stsb, sickr, stsb_dev), or scored-pair files (.tsv/.csv/.jsonl with score, sentence1, "
+    "sentence2); repeat --suite for several"
+)
+
+
+def parse_min_task(items: list[str]) -> dict[str, float]:
+    """`["stsb=70", "sickr=65.5"]` → {"stsb": 70.0, "sickr": 65.5}."""
+    out: dict[str, float] = {}
+    for item in items:
+        task, sep, value = item.partition("=")
+        try:
+            if not sep or not task.strip():
+                raise ValueError
+            out[task.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--min-task {item!r} must look like TASK=SPEARMAN, e.g. stsb=70") from None
+    return out
+
+
+def load_champion(spec: str) -> dict[str, Any] | None:
+    """A champion result from a metrics.json / result JSON file, a run directory, or 'registry'."""
+    if spec == "registry":
+        from bellm.registry import champion_result
+
+        return champion_result()
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--champion {spec}: no such file (give a metrics.json, a run directory or 'registry')")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--champion {path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not ("tasks" in doc or isinstance(doc.get("trained"), dict)):
+        raise ValueError(f"--champion {path}: neither an evaluation result nor a metrics.json with 'trained'")
+    return doc.get("trained", doc) if "tasks" not in doc else doc
+
+
+def _print_table(result: dict[str, Any], others: dict[str, Any]) -> None:
+    from bellm.report import comparison_rows, markdown_table
+
+    typer.echo(markdown_table(comparison_rows(result, **others)))
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option("smollm2-135m", help="embedded name, HF directory, .gguf file or hub id"),
+    adapter: Path | None = typer.Option(None, help="a trained LoRA adapter directory (merged before encoding)"),
+    bidirectional_layers: str = typer.Option("2", "--bidirectional-layers", "-k",
+                                             help="last k layers bidirectional (int or 'all')"),
+    pooling: str = typer.Option("last", help="last | mean | mean_span"),
+    prompt: str = typer.Option("prompteol", help="prompt name (prompteol, bellm, none) or a template with {text}"),
+    max_length: int = typer.Option(64, help="max tokens per prompted sentence"),
+    suite: list[str] = typer.Option(["gate"], "--suite", "-s", help=SUITE_HELP),
+    max_pairs: int | None = typer.Option(None, min=1, help="only the first N pairs of each task (smoke runs)"),
+    batch_size: int = typer.Option(32, min=1, help="sentences per forward pass"),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="directory for metrics.json, report.md and the PNGs"),
+    baseline: str | None = typer.Option(None, help="'minilm': evaluate all-MiniLM-L6-v2 instead of a bellm model"),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="with --adapter: also evaluate the base model "
+                                   "without it, as the report's zero-shot column"),
+    config: Path | None = typer.Option(None, help="a run config JSON; its eval.gates are the starting gates"),
+    min_avg: float | None = typer.Option(None, help="gate: minimum average Spearman x100"),
+    min_task: list[str] = typer.Option([], help="gate: TASK=MIN Spearman x100, e.g. stsb_dev=70 (repeatable)"),
+    champion: str | None = typer.Option(None, help="champion to compare with: a metrics.json, a run directory, "
+                                        "or 'registry' (the registry's current champion)"),
+    max_regression: float | None = typer.Option(None, min=0, help="gate: max drop of avg vs the champion (points)"),
+    max_task_regression: float | None = typer.Option(None, min=0,
+                                                     help="gate: max drop of any task vs the champion (points)"),
+    cache: bool = typer.Option(True, help="reuse and store embeddings in $BELLM_HOME/cache/embeddings"),
+) -> None:
+    """Evaluate an encoder on STS (Spearman x100 of cosine similarity) and check quality gates.
+
+    Exit codes: 0 ok, 1 a gate failed (each failed check is printed with its numbers), 2 bad input.
+
+    Examples:\n
+      bellm eval --suite full --output reports/zero-shot\n
+      bellm eval --adapter runs/x/adapter --suite gate --min-task stsb_dev=75 --champion registry --max-regression 1\n
+      bellm eval --baseline minilm --suite full
+    """
+    from bellm.config import GateConfig, build_config
+    from bellm.evaluation import evaluate_with_scores
+    from bellm.gates import check_gates
+
+    with user_errors():
+        k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
+        gates = build_config(file=config).eval.gates if config else GateConfig()
+        updates: dict[str, Any] = {}
+        if min_task:
+            updates["min_task"] = {**gates.min_task, **parse_min_task(min_task)}
+        for key, value in (("min_avg", min_avg), ("max_regression", max_regression),
+                           ("max_task_regression", max_task_regression)):
+            if value is not None:
+                updates[key] = value
+        gates = GateConfig.model_validate({**gates.model_dump(), **updates})
+        champ = load_champion(champion) if champion else None
+        if baseline not in (None, "minilm"):
+            raise ValueError(f"--baseline {baseline!r}: only 'minilm' is available")
+        suite_arg: str | list[str] = suite[0] if len(suite) == 1 else list(suite)
+        if baseline == "minilm":
+            from bellm.baselines import MiniLMEncoder
+
+            try:
+                encoder: Any = MiniLMEncoder()
+            except RuntimeError as e:  # the optional `baseline` extra is missing
+                raise ValueError(str(e)) from None
+        else:
+            from bellm.encoder import load_encoder
+
+            encoder = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt,
+                                   max_length=max_length, adapter=adapter)
+        result, scores = evaluate_with_scores(encoder, suite_arg, max_pairs, batch_size, cache)
+        zs = None
+        if zero_shot and adapter is not None and baseline is None:
+            from bellm.encoder import load_encoder
+
+            base = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length)
+            zs = evaluate_with_scores(base, suite_arg, max_pairs, batch_size, cache)[0]
+    verdict = check_gates(result, gates, champ)
+    ref = None
+    if result["suite"] == "full" and not max_pairs and baseline is None:
+        from bellm.baselines import minilm_reference_result
+
+        ref = minilm_reference_result()
+    others = {"zero_shot": zs, "champion": champ, "baseline": ref}
+    _print_table(result, others)
+    if output is not None:
+        from bellm.report import write_report
+
+        paths = write_report(output, result, zs, champ, ref, scores=scores, verdict=verdict if verdict.checks else None)
+        typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if verdict.checks:
+        typer.echo(verdict.summary())
+    if not verdict.passed:
+        failed = "; ".join(c.line() for c in verdict.failed)
+        typer.secho(f"gate failed: {failed}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)

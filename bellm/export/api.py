@@ -1,0 +1,297 @@
+"""`export_encoder`: an `Encoder` (zero-shot or with a merged adapter) → a published ONNX export directory.
+
+Layout (each variant directory is self-contained: a consumer needs only onnxruntime and tokenizers)::
+
+    OUTPUT/export.json             what was built, gate results, rejected variants and why
+    OUTPUT/README.md               index of the variants
+    OUTPUT/<variant>/model.onnx    (+ model.onnx.data beyond 2 GB)
+    OUTPUT/<variant>/tokenizer.json, bellm.json, README.md
+
+Everything is built in a temporary directory next to OUTPUT and renamed over it only when the fp32 graph
+check and parity gate pass (`bellm.io.atomic_path`): a failure publishes nothing. A variant that fails
+its own gate (fidelity, graph check, STS-B Spearman) is left out and recorded in export.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+import torch
+
+from bellm.encoder import Encoder
+from bellm.export.card import contract, model_card
+from bellm.export.check import check_graph
+from bellm.export.parity import (
+    PARITY_SENTENCES,
+    ParityError,
+    ScoreFn,
+    run_parity,
+    spearman_gate,
+    stsb_scorer,
+)
+from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
+from bellm.export.trace import PAD_VISIBILITY, input_names, quiet_exporter, trace
+from bellm.export.variants import EXTERNAL_DATA_BYTES, quantize_int8
+from bellm.io import atomic_path, sha256_file, write_json_atomic
+from bellm.runtime import OnnxEncoder, read_contract
+from bellm.tokenize import pad_batch
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("fp32", "fp16", "int8")
+ATTENTION_OPS = ("onnx", "ms_mha")
+FP32_MIN_COSINE, FP32_MAX_ABS = 0.99999, 1e-4
+FP16_MIN_COSINE = 0.999
+INT8_MIN_COSINE = 0.9  # sanity floor; the STS-B gate is the real bar for int8
+
+
+@dataclass
+class VariantResult:
+    name: str
+    published: bool = False
+    reason: str = ""
+    seconds: float = 0.0
+    bytes: int = 0
+    graph_check: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    sts: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportResult:
+    output: Path
+    variants: dict[str, VariantResult]
+    seconds: float
+
+    def published(self) -> list[str]:
+        return [n for n, v in self.variants.items() if v.published]
+
+
+def normalize_variants(variants: Sequence[str]) -> list[str]:
+    """Validated variants in build order; fp32 is always built: it is the reference of every gate."""
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+    return [v for v in VARIANTS if v == "fp32" or v in variants]
+
+
+def build_graph(encoder: Encoder, dtype: torch.dtype, attention_op: str, opset: int) -> ir.Model:
+    """Trace, then make every layer's causality explicit in its fused attention node."""
+    if attention_op not in ATTENTION_OPS:
+        raise ValueError(f"attention_op must be one of {ATTENTION_OPS}, got {attention_op!r}")
+    with quiet_exporter():
+        model = trace(encoder.module, dtype, opset)
+        flags = encoder.module.backbone.flags
+        set_causality(model, flags, PAD_VISIBILITY)
+        if attention_op == "ms_mha":
+            to_ms_mha(model, flags)
+        else:
+            drop_gqa_expand(model)
+    return model
+
+
+def save_model(model: ir.Model, path: Path) -> None:
+    """Save; weights go to `model.onnx.data` when the file would pass the 2 GB protobuf limit."""
+    size = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    if size > EXTERNAL_DATA_BYTES:
+        ir.save(model, path, external_data=f"{path.name}.data")
+    else:
+        ir.save(model, path)
+
+
+def dir_bytes(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
+
+
+def write_variant(encoder: Encoder, d: Path, variant: str, attention_op: str, opset: int,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """tokenizer.json and bellm.json beside an already written model.onnx; returns the contract."""
+    c = contract(encoder.describe(), variant, attention_op, opset, input_names(encoder.pooling),
+                 sha256_file(d / "model.onnx"), extra)
+    encoder.tokenizer.save(str(d / "tokenizer.json"))
+    write_json_atomic(d / "bellm.json", c)
+    return c
+
+
+def torch_runner(encoder: Encoder):
+    """The PyTorch reference: the encoder's own module on a padded batch, L2-normalised, fp32."""
+
+    @torch.inference_mode()
+    def run(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
+        dev = encoder.device
+        ids_t, mask_t, span_t = (torch.from_numpy(x).to(dev) for x in (ids, mask, span))
+        emb = encoder.module(ids_t, mask_t, span_t)  # (B,H)
+        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+
+    return run
+
+
+def _cpu(d: Path) -> OnnxEncoder:
+    return OnnxEncoder(d, providers=["CPUExecutionProvider"])
+
+
+def _fail(res: VariantResult, d: Path, why: str) -> None:
+    res.published, res.reason = False, why
+    shutil.rmtree(d, ignore_errors=True)
+    log.warning("variant %s not published: %s", res.name, why)
+
+
+def _build_fp32(encoder: Encoder, root: Path, attention_op: str, opset: int) -> VariantResult:
+    """fp32: any failure here raises and aborts the whole export."""
+    t0, res, d = time.perf_counter(), VariantResult("fp32"), root / "fp32"
+    d.mkdir(parents=True)
+    save_model(build_graph(encoder, torch.float32, attention_op, opset), d / "model.onnx")
+    write_variant(encoder, d, "fp32", attention_op, opset)
+    res.graph_check = check_graph(d / "model.onnx", d / "bellm.json").to_dict()
+    encs = encoder.tokenize(PARITY_SENTENCES)
+    rt = _cpu(d)
+    res.parity = run_parity(torch_runner(encoder), rt.run_batch, encs, FP32_MIN_COSINE, FP32_MAX_ABS,
+                            "fp32 ORT vs PyTorch").to_dict()
+    res.seconds, res.bytes, res.published = time.perf_counter() - t0, dir_bytes(d), True
+    return res
+
+
+def _build_variant(
+    encoder: Encoder, root: Path, name: str, attention_op: str, opset: int, fp32: OnnxEncoder
+) -> VariantResult:
+    """fp16 / int8: failures are recorded and the variant is dropped, the export goes on."""
+    t0, res, d = time.perf_counter(), VariantResult(name), root / name
+    d.mkdir(parents=True)
+    floor = INT8_MIN_COSINE if name == "int8" else FP16_MIN_COSINE
+    try:
+        if name == "int8":
+            bidir = [i for i, b in enumerate(encoder.module.backbone.flags) if b]
+            res.extra = quantize_int8(root / "fp32" / "model.onnx", d / "model.onnx", keep_layers=bidir)
+        else:
+            save_model(build_graph(encoder, torch.float16, attention_op, opset), d / "model.onnx")
+    except Exception as e:  # noqa: BLE001 - a variant's failure must not take the fp32 export down
+        log.exception("building %s failed", name)
+        _fail(res, d, f"build failed ({type(e).__name__}: {str(e)[:300]})")
+        return res
+    write_variant(encoder, d, name, attention_op, opset, {"precision": res.extra} if res.extra else None)
+    report = check_graph(d / "model.onnx", d / "bellm.json", strict=False)
+    res.graph_check = report.to_dict()
+    if not report.ok:
+        _fail(res, d, "graph check: " + "; ".join(report.problems))
+        return res
+    encs = encoder.tokenize(PARITY_SENTENCES)
+    try:
+        rt = _cpu(d)
+        rt.run_batch(*pad_batch(encs[:2]))
+    except Exception as e:  # noqa: BLE001 - e.g. a missing ORT CPU kernel for fp16
+        _fail(res, d, f"cannot run on ORT CPU, so it cannot be verified here ({type(e).__name__}: {str(e)[:200]})")
+        return res
+    try:
+        res.parity = run_parity(fp32.run_batch, rt.run_batch, encs, floor, None,
+                                f"{name} vs fp32").to_dict()
+    except ParityError as e:
+        _fail(res, d, str(e))
+        return res
+    res.seconds, res.bytes, res.published = time.perf_counter() - t0, dir_bytes(d), True
+    return res
+
+
+def _sts_gate(root: Path, results: dict[str, VariantResult], score_fn: ScoreFn, max_drop: float,
+              scored_on: str) -> None:
+    live = {n: _cpu(root / n) for n, r in results.items() if r.published}
+    for name, g in spearman_gate(live, score_fn, max_drop).items():
+        results[name].sts = {**g, "scored_on": scored_on}
+        if not g["passed"]:
+            _fail(results[name], root / name, f"STS-B Spearman {g['spearman']:.2f} is {-g['delta']:.2f} points "
+                  f"below fp32 (max {max_drop})")
+
+
+def _summary(r: VariantResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"published": r.published}
+    if r.reason:
+        out["reason"] = r.reason
+    if r.parity:
+        out["parity"] = {k: r.parity[k] for k in ("min_cosine", "mean_cosine", "max_abs_diff")}
+    if r.sts:
+        out["sts_b_test_spearman"] = r.sts
+    if r.graph_check:
+        out["graph_check"] = {"ok": r.graph_check["ok"], "k_found": r.graph_check["k_found"],
+                              "empirical": r.graph_check["empirical"]}
+    return out
+
+
+def export_encoder(
+    encoder: Encoder,
+    output: str | os.PathLike[str],
+    variants: Sequence[str] = ("fp32", "int8"),
+    attention_op: str = "onnx",
+    opset: int = 23,
+    sts_gate: bool | ScoreFn = True,
+    sts_max_pairs: int | None = None,
+    max_spearman_drop: float = 0.5,
+) -> ExportResult:
+    """Export, check, gate and atomically publish `encoder` to OUTPUT (see the module docstring).
+
+    `sts_gate`: True = STS-B test Spearman through `bellm.evaluation`, False = skip (recorded), or a
+    callable(encoder-like) -> Spearman x100. Raises `ParityError` / `GraphCheckError` when fp32 fails.
+    """
+    wanted = normalize_variants(variants)
+    if opset < 23:
+        raise ValueError("opset must be >= 23: the fused Attention / RotaryEmbedding / RMSNormalization ops need it")
+    start = time.perf_counter()
+    results: dict[str, VariantResult] = {}
+    with atomic_path(output) as root:
+        results["fp32"] = _build_fp32(encoder, root, attention_op, opset)
+        fp32 = _cpu(root / "fp32")
+        for name in wanted[1:]:
+            results[name] = _build_variant(encoder, root, name, attention_op, opset, fp32)
+        if sts_gate is not False:
+            scorer = stsb_scorer(sts_max_pairs) if sts_gate is True else sts_gate
+            scored_on = "custom scorer" if sts_gate is not True else (
+                "all STS-B test pairs" if sts_max_pairs is None else f"first {sts_max_pairs} STS-B test pairs")
+            _sts_gate(root, results, scorer, max_spearman_drop, scored_on)
+        elapsed = time.perf_counter() - start
+        for r in results.values():
+            if r.published:
+                c = read_contract(root / r.name)
+                (root / r.name / "README.md").write_text(model_card(c, _card_lines(r)))
+        summary = {
+            "variants": {n: _summary(r) for n, r in results.items()},
+            "published": [n for n, r in results.items() if r.published],
+            "attention_op": attention_op,
+            "opset": opset,
+            "sts_gate": "skipped" if sts_gate is False else {"max_drop": max_spearman_drop, "max_pairs": sts_max_pairs},
+            "export_seconds": round(elapsed, 2),
+            "encoder": encoder.describe(),
+        }
+        write_json_atomic(root / "export.json", summary)
+        (root / "README.md").write_text(_index(summary))
+    log.info("exported %s to %s in %.1fs", summary["published"], output, elapsed)
+    return ExportResult(Path(output), results, elapsed)
+
+
+def _card_lines(r: VariantResult) -> dict[str, str]:
+    lines = {}
+    if r.graph_check:
+        g = r.graph_check
+        lines["graph check"] = f"ok, k={g['k_found']} (structural; empirical: {g['empirical']})"
+    if r.parity:
+        ref = "PyTorch" if r.name == "fp32" else "fp32 export"
+        lines[f"vs {ref}"] = (f"min cosine {r.parity['min_cosine']:.6f}, max |diff| {r.parity['max_abs_diff']:.2e} "
+                              "(batch 1/3/17/32, left and right padding)")
+    if r.sts:
+        lines["STS-B test Spearman"] = (f"{r.sts['spearman']:.2f} (delta to fp32 {r.sts['delta']:+.2f}; "
+                                        f"{r.sts['scored_on']})")
+    return lines
+
+
+def _index(summary: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {n} | {'yes' if v['published'] else 'no: ' + v.get('reason', '')} |"
+                     for n, v in summary["variants"].items())
+    return ("# bellm ONNX export\n\nEach published variant directory is self-contained (model.onnx, tokenizer.json, "
+            "bellm.json, README.md). Gate results: export.json.\n\n| variant | published |\n|---|---|\n" + rows + "\n")

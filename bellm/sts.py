@@ -1,0 +1,210 @@
+"""STS tasks, suites and metrics (pure: files in, numbers out; no model here).
+
+Tasks follow SentEval so numbers compare with the literature:
+- `sts12`..`sts16`: every sub-dataset file of a year, concatenated, one Spearman (SentEval's "all"
+  setting, the one SimCSE/BeLLM report). Per-subset numbers and "wmean" (subset Spearmans weighted by
+  pair count) are kept beside it, because the two settings differ by points and papers mix them.
+- `stsb`: STS-B test; `sickr`: SICK-R test.
+Scores are cosine similarity vs gold; metrics are Spearman and Pearson x100 (scipy).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bellm.data import Pairs, read_pairs
+from bellm.paths import STS_DIR
+
+# Sub-dataset order as in SentEval (the order does not change the "all" Spearman; it fixes `max_pairs`).
+YEAR_SUBSETS: dict[str, tuple[str, ...]] = {
+    "sts12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
+    "sts13": ("FNWN", "headlines", "OnWN"),
+    "sts14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
+    "sts15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
+    "sts16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+}
+SPLIT_TASKS: dict[str, tuple[str, str]] = {
+    "stsb": ("stsb", "test"),
+    "sickr": ("sickr", "test"),
+    "stsb_dev": ("stsb", "dev"),
+}
+FULL_TASKS: tuple[str, ...] = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
+SUITES: dict[str, tuple[str, ...]] = {"gate": ("stsb_dev",), "full": FULL_TASKS}
+TASK_LABELS: dict[str, str] = {
+    "sts12": "STS12", "sts13": "STS13", "sts14": "STS14", "sts15": "STS15", "sts16": "STS16",
+    "stsb": "STS-B", "sickr": "SICK-R", "stsb_dev": "STS-B dev",
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One evaluation task: named sub-datasets whose pairs are concatenated for the task's score."""
+
+    name: str
+    subsets: tuple[tuple[str, Pairs], ...]
+
+    @property
+    def n(self) -> int:
+        return sum(len(p) for _, p in self.subsets)
+
+    def sentence_pairs(self) -> tuple[list[str], list[str]]:
+        s1 = [s for _, p in self.subsets for s in p.sentence1]
+        s2 = [s for _, p in self.subsets for s in p.sentence2]
+        return s1, s2
+
+    @property
+    def gold(self) -> np.ndarray:
+        return np.concatenate([p.scores for _, p in self.subsets]).astype(np.float64)
+
+    @property
+    def files(self) -> dict[str, str]:
+        """{file path: sha256} of the files this task read (for metrics.json provenance)."""
+        return {p.source: p.sha256 for _, p in self.subsets}
+
+
+def _head(subsets: list[tuple[str, Pairs]], max_pairs: int | None) -> tuple[tuple[str, Pairs], ...]:
+    """The first `max_pairs` pairs of the concatenation (smoke runs); subsets left empty are dropped."""
+    if max_pairs is None:
+        return tuple(subsets)
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
+    out: list[tuple[str, Pairs]] = []
+    left = max_pairs
+    for name, pairs in subsets:
+        if left <= 0:
+            break
+        out.append((name, pairs.head(left)))
+        left -= len(out[-1][1])
+    return tuple(out)
+
+
+def load_task(name: str, max_pairs: int | None = None, sts_dir: Path = STS_DIR) -> Task:
+    """A built-in task by key (`sts12`..`sts16`, `stsb`, `sickr`, `stsb_dev`)."""
+    if name in YEAR_SUBSETS:
+        subsets = [(s, read_pairs(sts_dir / name / f"{s}.tsv")) for s in YEAR_SUBSETS[name]]
+    elif name in SPLIT_TASKS:
+        folder, split = SPLIT_TASKS[name]
+        subsets = [(split, read_pairs(sts_dir / folder / f"{split}.tsv"))]
+    else:
+        known = ", ".join([*YEAR_SUBSETS, *SPLIT_TASKS])
+        raise ValueError(f"unknown STS task {name!r}; built-in tasks are {known}")
+    return Task(name, _head(subsets, max_pairs))
+
+
+def load_file_task(path: str | Path, max_pairs: int | None = None) -> Task:
+    """A user's scored-pair file (`score, sentence1, sentence2`) as a task keyed by the file stem."""
+    path = Path(path)
+    stem = path.name.split(".")[0] or path.name
+    return Task(stem, _head([(stem, read_pairs(path))], max_pairs))
+
+
+def suite_name(suite: str | Sequence[str | Path]) -> str:
+    """How a suite is recorded in results: its name, or the files joined by '+'."""
+    if isinstance(suite, str | Path):
+        return str(suite)
+    return "+".join(str(s) for s in suite)
+
+
+def load_suite(
+    suite: str | Path | Sequence[str | Path], max_pairs: int | None = None, sts_dir: Path = STS_DIR
+) -> list[Task]:
+    """Tasks of a suite: `gate` (STS-B dev), `full` (the 7 tasks), a task key, or scored-pair files."""
+    items = [suite] if isinstance(suite, str | Path) else list(suite)
+    if not items:
+        raise ValueError("empty suite: give 'gate', 'full', task keys or scored-pair files")
+    tasks: list[Task] = []
+    for item in items:
+        key = str(item)
+        if key in SUITES:
+            tasks.extend(load_task(t, max_pairs, sts_dir) for t in SUITES[key])
+        elif key in YEAR_SUBSETS or key in SPLIT_TASKS:
+            tasks.append(load_task(key, max_pairs, sts_dir))
+        else:
+            tasks.append(load_file_task(key, max_pairs))
+    names = [t.name for t in tasks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"suite has duplicate task key(s) {', '.join(dupes)} (file stems must be unique)")
+    return tasks
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity in float64; a zero vector gives 0, not NaN."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"cosine_rows needs two (N, d) arrays of the same shape, got {a.shape} and {b.shape}")
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    denom = na * nb
+    dots = np.einsum("ij,ij->i", a, b)
+    return np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+
+
+def _corr(kind: str, pred: np.ndarray, gold: np.ndarray) -> float | None:
+    """Correlation x100, or None when undefined (fewer than 2 pairs, or a constant side)."""
+    from scipy import stats
+
+    pred = np.asarray(pred, dtype=np.float64)
+    gold = np.asarray(gold, dtype=np.float64)
+    if pred.shape != gold.shape:
+        raise ValueError(f"predictions {pred.shape} and gold {gold.shape} differ in shape")
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(gold) == 0 or not np.isfinite(pred).all():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = stats.spearmanr(pred, gold)[0] if kind == "spearman" else stats.pearsonr(pred, gold)[0]
+    return None if not math.isfinite(value) else float(value) * 100.0
+
+
+def spearman(pred: np.ndarray, gold: np.ndarray) -> float | None:
+    return _corr("spearman", pred, gold)
+
+
+def pearson(pred: np.ndarray, gold: np.ndarray) -> float | None:
+    return _corr("pearson", pred, gold)
+
+
+def _weighted_mean(values: Sequence[tuple[float | None, int]]) -> float | None:
+    if not values or any(v is None for v, _ in values):
+        return None
+    total = sum(n for _, n in values)
+    return sum(v * n for v, n in values) / total  # type: ignore[operator]
+
+
+def score_task(task: Task, cosines: np.ndarray) -> dict:
+    """The result block of one task from its per-pair cosines (in task pair order)."""
+    gold = task.gold
+    if len(cosines) != len(gold):
+        raise ValueError(f"task {task.name}: {len(cosines)} predictions for {len(gold)} pairs")
+    subsets: dict[str, dict] = {}
+    start = 0
+    for name, pairs in task.subsets:
+        sl = slice(start, start + len(pairs))
+        subsets[name] = {
+            "spearman": spearman(cosines[sl], gold[sl]),
+            "pearson": pearson(cosines[sl], gold[sl]),
+            "n": len(pairs),
+        }
+        start += len(pairs)
+    block = {"spearman": spearman(cosines, gold), "pearson": pearson(cosines, gold), "n": len(gold), "subsets": {}}
+    if len(subsets) > 1:
+        block["subsets"] = subsets
+        block["wmean"] = {
+            "spearman": _weighted_mean([(s["spearman"], s["n"]) for s in subsets.values()]),
+            "pearson": _weighted_mean([(s["pearson"], s["n"]) for s in subsets.values()]),
+        }
+    return block
+
+
+def average(values: Sequence[float | None]) -> float | None:
+    """Plain mean of task Spearmans (the "avg" column of the papers); None if any task is undefined."""
+    if not values or any(v is None for v in values):
+        return None
+    return float(sum(values) / len(values))  # type: ignore[arg-type]

@@ -1,0 +1,33 @@
+"""LoRA fine-tuning of BeLLM encoders with the AnglE objective: resumable, DDP-ready.
+
+    from bellm.training import train, load_trained_encoder
+    result = train(build_config("quick"), Path("runs/quick"))   # resumes if runs/quick/checkpoints exists
+    enc = load_trained_encoder(result.adapter_dir)
+
+Modules: `batches` (data order), `loop` (the loop), `checkpoint`, `distributed`, `model` (LoRA +
+adapter directory), `optim`, `evaluate` (dev Spearman). Multi-process: `bellm train` relaunches itself
+under torchrun when `train.nproc_per_node > 1`, or run `torchrun -m bellm.training --config C --output D`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["TrainResult", "load_trained_encoder", "read_metadata", "train"]
+
+if TYPE_CHECKING:
+    from bellm.training.loop import TrainResult, train
+    from bellm.training.model import load_trained_encoder, read_metadata
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing the package stays cheap (torch/peft load only when training or loading).
+    if name in ("train", "TrainResult"):
+        from bellm.training import loop
+
+        return getattr(loop, name)
+    if name in ("load_trained_encoder", "read_metadata"):
+        from bellm.training import model
+
+        return getattr(model, name)
+    raise AttributeError(name)

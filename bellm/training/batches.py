@@ -1,0 +1,169 @@
+"""Training data: loading, a seeded and resumable batch order mixing pairs and triplets, tokenisation.
+
+Every optimizer step takes one *global* batch of one kind (all scored pairs or all triplets) of
+`batch_size × world_size × grad_accum` items. The order of an epoch is a pure function of
+(seed, epoch), so a run resumes from `DataPosition(epoch, index)` without saving any sampler state,
+and every rank derives the same plan and takes its own slice of each micro-batch.
+Tokenisation goes through `bellm.tokenize`, exactly like inference and the ONNX runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from bellm.config import DataConfig
+from bellm.data import Pairs, Triplets, load_pairs, load_triplets
+from bellm.tokenize import encode_one, pad_batch
+
+Kind = Literal["pairs", "triplets"]
+
+
+def normalize_scores(scores: np.ndarray) -> np.ndarray:
+    """Min-max scale to [0, 1] so files with different score ranges mix (CoSENT only uses the order)."""
+    lo, hi = float(np.min(scores)), float(np.max(scores))
+    if hi == lo:
+        return np.ones_like(scores, dtype=np.float64)
+    return (scores - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """All training examples, concatenated over files; pair scores normalised per file."""
+
+    s1: list[str]
+    s2: list[str]
+    labels: np.ndarray  # (P,) float64 in [0, 1]
+    anchor: list[str]
+    positive: list[str]
+    negative: list[str]
+    files: list[dict[str, Any]]  # {"kind", "path", "sha256", "rows"} per file, for bellm.json
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.s1)
+
+    @property
+    def n_triplets(self) -> int:
+        return len(self.anchor)
+
+
+def load_train_data(cfg: DataConfig) -> TrainData:
+    """Read every configured pair and triplet file (with the configured row caps)."""
+    pairs: list[Pairs] = [load_pairs(p, cfg.max_train_pairs) for p in cfg.train_pairs]
+    trips: list[Triplets] = [load_triplets(p, cfg.max_train_triplets) for p in cfg.train_triplets]
+    if not pairs and not trips:
+        raise ValueError("no training data: set data.train_pairs and/or data.train_triplets")
+    files = [{"kind": "pairs", "path": p.source, "sha256": p.sha256, "rows": len(p)} for p in pairs]
+    files += [{"kind": "triplets", "path": t.source, "sha256": t.sha256, "rows": len(t)} for t in trips]
+    return TrainData(
+        s1=[s for p in pairs for s in p.sentence1],
+        s2=[s for p in pairs for s in p.sentence2],
+        labels=np.concatenate([normalize_scores(p.scores) for p in pairs]) if pairs else np.zeros(0),
+        anchor=[s for t in trips for s in t.anchor],
+        positive=[s for t in trips for s in t.positive],
+        negative=[s for t in trips for s in t.negative],
+        files=files,
+    )
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One optimizer step's examples: `indices` (global_batch,) into the pairs or the triplets."""
+
+    kind: Kind
+    indices: np.ndarray
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    """Where the data stream stands: the next batch is `epoch_plan(...)[index]` of `epoch`."""
+
+    epoch: int = 0
+    index: int = 0
+
+
+def epoch_plan(n_pairs: int, n_triplets: int, global_batch: int, seed: int, epoch: int) -> list[StepBatch]:
+    """The shuffled batches of one epoch, pairs and triplets interleaved; the last partial batch is dropped."""
+    rng = np.random.default_rng([seed, epoch])
+    batches: list[StepBatch] = []
+    for kind, n in (("pairs", n_pairs), ("triplets", n_triplets)):
+        perm = rng.permutation(n)
+        for i in range(0, n - global_batch + 1, global_batch):
+            batches.append(StepBatch(kind, perm[i : i + global_batch]))  # type: ignore[arg-type]
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def check_batch_fits(data: TrainData, global_batch: int) -> None:
+    """Fail early when no kind has enough rows for one global batch."""
+    usable = [n for n in (data.n_pairs, data.n_triplets) if n >= global_batch]
+    if not usable:
+        raise ValueError(
+            f"global batch {global_batch} (batch_size × processes × grad_accum) exceeds the training data "
+            f"({data.n_pairs} pairs, {data.n_triplets} triplets); lower train.batch_size"
+        )
+
+
+def batch_stream(
+    data: TrainData, global_batch: int, seed: int, start: DataPosition
+) -> Iterator[tuple[StepBatch, DataPosition]]:
+    """Endless (batch, position after it) from `start`; epochs reshuffle with their own seed."""
+    epoch, index = start.epoch, start.index
+    while True:
+        plan = epoch_plan(data.n_pairs, data.n_triplets, global_batch, seed, epoch)
+        while index < len(plan):
+            index += 1
+            yield plan[index - 1], DataPosition(epoch, index)
+        epoch, index = epoch + 1, 0
+
+
+def micro_indices(batch: StepBatch, micro: int, rank: int, world: int, per_device: int) -> np.ndarray:
+    """This rank's slice of micro-batch `micro`: ranks are contiguous, so gathering restores the order."""
+    start = (micro * world + rank) * per_device
+    return batch.indices[start : start + per_device]
+
+
+def text_ids(texts: Sequence[str]) -> torch.Tensor:
+    """A stable int64 per text (equal text ⇒ equal id, on every rank), to mask duplicate negatives."""
+    return torch.tensor(
+        [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little", signed=True) for t in texts],
+        dtype=torch.int64,
+    )
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Tokenised texts of a micro-batch, groups stacked: pairs [s1; s2], triplets [a; p; n]."""
+
+    kind: Kind
+    input_ids: torch.Tensor  # (G·b, S)
+    attention_mask: torch.Tensor  # (G·b, S)
+    labels: torch.Tensor  # (b,) float32 pair labels (empty for triplets)
+    ids: torch.Tensor  # (G·b,) int64 text ids
+    size: int  # b
+
+    @property
+    def tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def make_micro_batch(
+    data: TrainData, kind: Kind, idx: np.ndarray, tok: Tokenizer, template: str, max_length: int
+) -> MicroBatch:
+    """Texts for `idx`, prompted, tokenised and right-padded exactly as the encoder does."""
+    if kind == "pairs":
+        groups = [[data.s1[i] for i in idx], [data.s2[i] for i in idx]]
+        labels = torch.tensor(data.labels[idx], dtype=torch.float32)
+    else:
+        groups = [[data.anchor[i] for i in idx], [data.positive[i] for i in idx], [data.negative[i] for i in idx]]
+        labels = torch.zeros(0, dtype=torch.float32)
+    texts = [t for g in groups for t in g]
+    ids, mask, _ = pad_batch([encode_one(tok, template, t, max_length) for t in texts])
+    return MicroBatch(kind, torch.from_numpy(ids), torch.from_numpy(mask), labels, text_ids(texts), len(idx))

@@ -1,0 +1,167 @@
+"""The trainable BeLLM module (PEFT LoRA on the decoder) and the adapter directory it produces.
+
+LoRA is injected with `peft.get_peft_model` into the bare decoder *before* `BellmBackbone` converts
+the last k layers: PEFT replaces only the linear projections, so the attention modules whose
+`is_causal` flag the conversion sets are the same objects, and the bidirectional masks still apply.
+
+The adapter directory (`adapter_config.json`, `adapter_model.safetensors`, `bellm.json`) is the
+contract with the exporter and the flows: `bellm.json` records everything needed to rebuild the
+encoder (base model + sha256, k, pooling, prompt, max length) and where the weights came from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.config import RunConfig
+from bellm.io import atomic_path
+from bellm.models import ResolvedModel, load_model, resolve_source
+from bellm.prompts import resolve_prompt
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+    from bellm.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+METADATA = "bellm.json"
+FORMAT = "bellm-adapter/1"
+FORBIDDEN_TARGETS = ("embed_tokens", "lm_head")
+
+
+def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncoderModule, PeftModel]:
+    """Base decoder (frozen) + LoRA adapters → SentenceEncoderModule in train mode, and the PeftModel."""
+    from peft import LoraConfig, get_peft_model
+
+    bad = [t for t in cfg.lora.target_modules if t in FORBIDDEN_TARGETS]
+    if bad:
+        raise ValueError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
+    decoder = load_model(
+        res, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation, causal_lm=False
+    )
+    if cfg.train.gradient_checkpointing:
+        kwargs = {"use_reentrant": False}  # non-reentrant: frozen inputs need no requires_grad hack
+        if hasattr(decoder, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            decoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    n_layers = len(unwrap_decoder(decoder).layers)
+    only = cfg.lora.layers
+    if only is not None and only > n_layers:
+        raise ValueError(f"lora.layers={only} exceeds the model's {n_layers} layers")
+    lora = LoraConfig(
+        layers_to_transform=None if only is None else list(range(n_layers - only, n_layers)),
+        layers_pattern=None if only is None else "layers",
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        bias="none",
+    )
+    peft_model = get_peft_model(decoder, lora)
+    backbone = BellmBackbone(peft_model, cfg.encoder.bidirectional_layers)
+    module = SentenceEncoderModule(backbone, cfg.encoder.pooling, normalize=False)
+    module.train()
+    return module, peft_model
+
+
+def bellm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bellm")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def adapter_metadata(
+    cfg: RunConfig, res: ResolvedModel, module: SentenceEncoderModule, files: list[dict[str, Any]],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The `bellm.json` record: how to rebuild the encoder and what produced the weights."""
+    backbone = module.backbone
+    return {
+        "format": FORMAT,
+        "base_model": res.source,
+        "base_model_path": res.path,
+        "base_model_kind": res.kind,
+        "base_model_sha256": res.sha256,
+        "bidirectional_layers": backbone.k,
+        "num_layers": backbone.num_layers,
+        "pooling": module.pooling,
+        "prompt": resolve_prompt(cfg.encoder.prompt),
+        "prompt_name": cfg.encoder.prompt,
+        "max_length": cfg.encoder.max_length,
+        "dim": int(backbone.config.hidden_size),
+        "lora": cfg.lora.model_dump(),
+        "loss": cfg.loss.model_dump(),
+        "train": cfg.train.model_dump(),
+        "bellm_version": bellm_version(),
+        "data": files,
+        "seed": cfg.train.seed,
+        **extra,
+    }
+
+
+def save_adapter(dest: Path, peft_model: PeftModel, metadata: dict[str, Any]) -> Path:
+    """Write the PEFT adapter + bellm.json into `dest` in one atomic rename."""
+    with atomic_path(dest) as tmp:
+        peft_model.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # safetensors writes 0600; the exporter or a server may run as another user
+    return dest
+
+
+def read_metadata(adapter_dir: str | Path) -> dict[str, Any]:
+    path = Path(adapter_dir) / METADATA
+    if not path.is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no {METADATA}; not a bellm adapter directory")
+    return json.loads(path.read_text())
+
+
+def load_trained_encoder(
+    adapter_dir: str | Path, device: str | torch.device | None = None, check_sha256: bool = True
+) -> Encoder:
+    """An `Encoder` rebuilt from a trained adapter directory: base model, k, pooling, prompt from bellm.json.
+
+    The base model is resolved from the recorded source (falling back to the recorded path); with
+    `check_sha256` a base model whose content differs from the one trained on is refused.
+    """
+    from bellm.encoder import load_encoder
+
+    meta = read_metadata(adapter_dir)
+    source = meta["base_model"]
+    try:
+        res = resolve_source(source)
+    except ValueError:
+        source = meta["base_model_path"]
+        res = resolve_source(source)
+    if check_sha256 and res.sha256 != meta["base_model_sha256"]:
+        raise ValueError(
+            f"{adapter_dir}: base model {source!r} has sha256 {res.sha256[:12]}…, but the adapter was trained on "
+            f"{meta['base_model_sha256'][:12]}…"
+        )
+    return load_encoder(
+        source,
+        bidirectional_layers=meta["bidirectional_layers"],
+        pooling=meta["pooling"],
+        prompt=meta["prompt"],
+        max_length=meta["max_length"],
+        adapter=adapter_dir,
+        device=device,
+    )

@@ -1,0 +1,80 @@
+"""LoRA training throughput of the real embedded model on 2 CPU threads (fp32): s/step, tokens/s, peak RSS,
+and the fraction of the machine's measured fp32 GEMM rate.
+
+Runs the real training loop (`bellm.training.train`, `quick` profile settings) for a few steps and reads
+its per-step log. FLOPs per trained token ≈ 4 × non-embedding params: forward 2N plus the backward
+activation gradients 2N; the frozen base needs no weight gradients (the usual 6N counts those too), and
+LoRA's own weight gradients are < 1% of N. Attention's S² terms are ignored (S ≈ 40 here).
+
+    .venv/bin/python bench/train_throughput.py [--steps 6] [--threads 2] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import gemm_gflops, machine  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6, help="optimizer steps (the first is excluded as warm-up)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the quick profile's")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides k=v")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
+    args = ap.parse_args()
+
+    import torch
+
+    from bellm.config import build_config
+    from bellm.io import write_json_atomic
+    from bellm.training import train
+
+    torch.set_num_threads(args.threads)
+    gemm = gemm_gflops()
+    over = [f"train.max_steps={args.steps}", "train.warmup_steps=0", f"train.num_threads={args.threads}",
+            f"train.checkpoint_every={args.steps}", "train.eval_every=null", "train.progress=false", *args.overrides]
+    if args.batch_size:
+        over.append(f"train.batch_size={args.batch_size}")
+    cfg = build_config("quick", over)
+    with tempfile.TemporaryDirectory(prefix="bellm-train-bench-") as tmp:
+        result = train(cfg, Path(tmp))
+        steps = [json.loads(x) for x in result.log_path.read_text().splitlines()]
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # GB (ru_maxrss is KiB)
+    from bellm.models import load_model
+
+    dec = load_model(cfg.model.source, causal_lm=False)
+    non_emb = sum(p.numel() for n, p in dec.named_parameters() if "embed_tokens" not in n)
+    timed = steps[1:] or steps
+    secs = sum(s["step_s"] for s in timed)
+    tokens = sum(s["tokens"] for s in timed)
+    tok_s = tokens / secs
+    gflops = 4 * non_emb * tok_s / 1e9
+    out = {
+        "model": cfg.model.source, "k": cfg.encoder.bidirectional_layers, "max_length": cfg.encoder.max_length,
+        "batch_size": cfg.train.batch_size, "lora_r": cfg.lora.r, "timed_steps": len(timed),
+        "s_per_step": round(secs / len(timed), 3),
+        "s_per_step_by_kind": {k: round(sum(s["step_s"] for s in timed if s["kind"] == k)
+                                        / max(1, sum(s["kind"] == k for s in timed)), 3)
+                               for k in ("pairs", "triplets")},
+        "tokens_per_s": round(tok_s, 1), "non_embedding_params": non_emb,
+        "flops_per_token": "4 x non-embedding params", "model_gflops": round(gflops, 2),
+        "gemm_gflops": round(gemm, 1), "fraction_of_gemm": round(gflops / gemm, 3),
+        "peak_rss_gb": round(peak_rss, 2),
+        "machine": machine(),
+    }
+    print(json.dumps(out, indent=2))
+    write_json_atomic(args.out, out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The torch-free ONNX runtime: imports, input handling, batching, the consumer contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from export_helpers import shared_export
+
+from bellm.runtime import ExportFormatError, OnnxEncoder, pick_providers, resolve_export_dir
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    return shared_export(str(tiny_model_dir), str(tmp_path_factory.getbasetemp()))[0]
+
+
+@pytest.fixture(scope="module")
+def rt(export_dir: Path) -> OnnxEncoder:
+    return OnnxEncoder(export_dir / "fp32")
+
+
+def test_runtime_never_imports_torch(export_dir: Path) -> None:
+    code = (
+        "import sys\n"
+        "from bellm.runtime import OnnxEncoder\n"
+        f"enc = OnnxEncoder({str(export_dir)!r})\n"
+        "v = enc.encode(['A man plays a guitar.', 'Two dogs.'])\n"
+        "assert v.shape == (2, 64), v.shape\n"
+        "assert enc.fingerprint and enc.describe()['variant'] == 'fp32'\n"
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
+
+
+def test_shapes_and_order(rt: OnnxEncoder) -> None:
+    texts = ["b sentence", "a sentence that is longer than the other", "b sentence", ""]
+    emb = rt.encode(texts, batch_size=2)
+    assert emb.shape == (4, 64) and emb.dtype == np.float32
+    np.testing.assert_array_equal(emb[0], emb[2])  # dedupe keeps positions
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(rt.encode(texts, batch_size=32), emb, atol=1e-5)  # batching-invariant
+    np.testing.assert_allclose(rt.encode(texts, padding_side="left"), emb, atol=1e-5)  # padding-invariant
+    assert rt.encode("b sentence").shape == (64,)
+    assert rt.encode([]).shape == (0, 64)
+
+
+def test_bad_input(rt: OnnxEncoder) -> None:
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        rt.encode(["ok", 3])
+    with pytest.raises(TypeError, match="texts must be"):
+        rt.encode(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="normalises inside the graph"):
+        rt.encode(["x"], normalize=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        rt.encode(["x"], batch_size=0)
+
+
+def test_overlong_text_is_truncated_keeping_the_prompt(rt: OnnxEncoder) -> None:
+    long = "word " * 5000
+    emb = rt.encode([long, "short"])
+    assert rt.truncated_count == 1 and np.isfinite(emb).all()
+    np.testing.assert_allclose(rt.encode(["word " * 6000])[0], emb[0], atol=1e-6)  # only the cut-off part differs
+
+
+def test_consumer_with_only_ort_and_tokenizers(export_dir: Path, rt: OnnxEncoder) -> None:
+    """The model card's recipe: any pad id, attention_mask 0, either side, identical results."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    d = export_dir / "fp32"
+    cfg = json.loads((d / "bellm.json").read_text())
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+    texts = ["A man plays guitar.", "Someone is playing music on a stage tonight."]
+    encs = [tok.encode(cfg["prompt"].format(text=s)).ids for s in texts]
+    seq = max(map(len, encs))
+    outs = []
+    for pad_id in (0, 123):
+        for side in ("right", "left"):
+            rows, masks = [], []
+            for e in encs:
+                pad = seq - len(e)
+                rows.append(e + [pad_id] * pad if side == "right" else [pad_id] * pad + e)
+                masks.append([1] * len(e) + [0] * pad if side == "right" else [0] * pad + [1] * len(e))
+            feeds = {"input_ids": np.array(rows, dtype=np.int64), "attention_mask": np.array(masks, dtype=np.int64)}
+            outs.append(sess.run(["sentence_embedding"], feeds)[0])
+    for o in outs[1:]:
+        np.testing.assert_allclose(o, outs[0], atol=1e-5)
+    np.testing.assert_allclose(outs[0], rt.encode(texts), atol=1e-5)
+
+
+def test_resolve_and_describe(export_dir: Path) -> None:
+    assert resolve_export_dir(export_dir) == export_dir / "fp32"
+    assert resolve_export_dir(export_dir, "int8") == export_dir / "int8"
+    assert resolve_export_dir(export_dir / "int8" / "model.onnx") == export_dir / "int8"
+    with pytest.raises(ExportFormatError, match="not exported"):
+        resolve_export_dir(export_dir, "bf16")
+    with pytest.raises(ExportFormatError, match="no such export"):
+        OnnxEncoder(export_dir / "missing")
+    a, b = OnnxEncoder(export_dir), OnnxEncoder(export_dir, variant="int8")
+    assert a.fingerprint != b.fingerprint and a.fingerprint == OnnxEncoder(export_dir / "fp32").fingerprint
+    assert a.describe()["runtime"] == "onnxruntime" and b.describe()["variant"] == "int8"
+
+
+def test_broken_export(tmp_path: Path, export_dir: Path) -> None:
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "bellm.json").write_text(json.dumps({"prompt": "{text}"}))
+    with pytest.raises(ExportFormatError, match="missing keys"):
+        OnnxEncoder(d)
+
+
+def test_provider_choice() -> None:
+    assert pick_providers(["CPUExecutionProvider", "CUDAExecutionProvider"]) == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert pick_providers(["CPUExecutionProvider"], ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="not available"):
+        pick_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
+
+
+def test_evaluation_accepts_runtime(rt: OnnxEncoder) -> None:
+    from bellm.evaluation import evaluate
+
+    result = evaluate(rt, "stsb", max_pairs=20, cache=False)
+    assert result["model"] == rt.fingerprint and result["encoder"]["runtime"] == "onnxruntime"

@@ -1,0 +1,274 @@
+"""LoRA training on the tiny model: data order, wrapping, outputs, and the adapter → Encoder round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bellm.config import build_config
+from bellm.training.batches import (
+    DataPosition,
+    batch_stream,
+    epoch_plan,
+    load_train_data,
+    make_micro_batch,
+    micro_indices,
+    normalize_scores,
+    text_ids,
+)
+
+
+def tiny_cfg(model_dir: Path, **sections):
+    """The smoke profile on the tiny model; keyword sections are merged as overrides."""
+    over = {"model": {"source": str(model_dir)}, "train": {"progress": False}}
+    for key, val in sections.items():
+        over[key] = {**over.get(key, {}), **val}
+    return build_config("smoke", over)
+
+
+# ---- data order ----------------------------------------------------------------------------------------
+
+
+def test_normalize_scores_any_range() -> None:
+    assert normalize_scores(np.array([0.0, 2.5, 5.0])).tolist() == [0.0, 0.5, 1.0]
+    assert normalize_scores(np.array([-1.0, 1.0])).tolist() == [0.0, 1.0]
+    assert normalize_scores(np.array([3.0, 3.0])).tolist() == [1.0, 1.0]
+
+
+def test_epoch_plan_is_seeded_complete_and_mixed() -> None:
+    plan = epoch_plan(50, 30, 8, seed=1, epoch=0)
+    assert all(
+        a.kind == b.kind and (a.indices == b.indices).all()
+        for a, b in zip(plan, epoch_plan(50, 30, 8, seed=1, epoch=0), strict=True)
+    )
+    assert [b.kind for b in plan].count("pairs") == 6 and [b.kind for b in plan].count("triplets") == 3
+    seen = np.concatenate([b.indices for b in plan if b.kind == "pairs"])
+    assert len(set(seen.tolist())) == 48  # no repeats within an epoch; the partial batch is dropped
+    other = epoch_plan(50, 30, 8, seed=1, epoch=1)
+    assert any((a.indices != b.indices).any() or a.kind != b.kind for a, b in zip(plan, other, strict=True))
+
+
+def test_batch_stream_resumes_from_a_position() -> None:
+    data = load_train_data(tiny_cfg(Path("."), data={"max_train_pairs": 20, "max_train_triplets": 12}).data)
+    full = batch_stream(data, 4, 7, DataPosition())
+    first = [next(full) for _ in range(12)]  # crosses the epoch boundary (8 batches per epoch)
+    assert first[8][1].epoch == 1
+    again = batch_stream(data, 4, 7, first[4][1])
+    for (b, pos), (b2, pos2) in zip(first[5:], [next(again) for _ in range(7)], strict=True):
+        assert b.kind == b2.kind and (b.indices == b2.indices).all() and pos == pos2
+
+
+def test_micro_batches_of_ranks_concatenate_to_the_single_process_batch() -> None:
+    plan = epoch_plan(64, 0, 16, seed=0, epoch=0)
+    b = plan[0]
+    one = micro_indices(b, 0, 0, 1, 16)
+    two = np.concatenate([micro_indices(b, 0, r, 2, 8) for r in range(2)])
+    assert (one == two).all()
+    accum = np.concatenate([micro_indices(b, m, r, 2, 4) for m in range(2) for r in range(2)])
+    assert (accum == b.indices).all()
+
+
+def test_micro_batch_tokenises_like_the_encoder(tiny_model_dir: Path) -> None:
+    from bellm.encoder import hf_backend_tokenizer
+    from bellm.prompts import resolve_prompt
+    from bellm.tokenize import encode_batch
+
+    data = load_train_data(tiny_cfg(tiny_model_dir).data)
+    tok = hf_backend_tokenizer(str(tiny_model_dir))
+    tpl = resolve_prompt("prompteol")
+    idx = np.array([3, 1, 4])
+    mb = make_micro_batch(data, "triplets", idx, tok, tpl, 48)
+    texts = [data.anchor[i] for i in idx] + [data.positive[i] for i in idx] + [data.negative[i] for i in idx]
+    ids, mask, _ = encode_batch(tok, tpl, texts, 48)
+    assert (mb.input_ids.numpy() == ids).all() and (mb.attention_mask.numpy() == mask).all()
+    assert mb.size == 3 and mb.ids.tolist() == text_ids(texts).tolist()
+    assert text_ids(["a", "b", "a"]).tolist()[0] == text_ids(["a"]).tolist()[0]
+
+
+# ---- LoRA wrapping -------------------------------------------------------------------------------------
+
+
+def test_lora_keeps_the_bidirectional_conversion(tiny_model_dir: Path) -> None:
+    from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+    from bellm.models import load_model, resolve_source
+    from bellm.training.model import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, encoder={"bidirectional_layers": 2}, lora={"dropout": 0.0})
+    res = resolve_source(str(tiny_model_dir))
+    module, peft_model = build_lora_module(cfg, res)
+    inner = unwrap_decoder(peft_model)
+    assert [layer.self_attn.is_causal for layer in inner.layers] == [True, True, False, False]
+    assert type(inner.layers[-1].self_attn.q_proj).__name__ == "Linear" and hasattr(
+        inner.layers[-1].self_attn.q_proj, "lora_A"
+    )
+    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not any("embed_tokens" in n for n in trainable)
+
+    ids = torch.randint(5, 1000, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    module.eval()
+    plain = SentenceEncoderModule(BellmBackbone(load_model(res, causal_lm=False), 2), "last").eval()
+    with torch.no_grad():
+        # LoRA B starts at zero: same function as the unwrapped BeLLM module (the masks are in effect).
+        assert torch.allclose(module(ids, mask), plain(ids, mask), atol=1e-5)
+        # and the last-k conversion matters: a causal module gives a different embedding
+        causal = SentenceEncoderModule(BellmBackbone(load_model(res, causal_lm=False), 0), "last").eval()
+        assert not torch.allclose(module(ids, mask), causal(ids, mask), atol=1e-4)
+
+
+def test_forbidden_lora_targets(tiny_model_dir: Path) -> None:
+    from bellm.models import resolve_source
+    from bellm.training.model import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, lora={"target_modules": ["q_proj", "embed_tokens"]})
+    with pytest.raises(ValueError, match="embed_tokens"):
+        build_lora_module(cfg, resolve_source(str(tiny_model_dir)))
+
+
+# ---- a whole run ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from bellm.training import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = tiny_cfg(tiny_model_dir, train={"max_steps": 6, "checkpoint_every": 2, "eval_every": 3, "lr": 1e-3},
+                   data={"max_eval_pairs": 24})
+    return cfg, out, train(cfg, out)
+
+
+def test_run_writes_the_contract(trained, tiny_model_dir: Path) -> None:
+    from bellm.io import sha256_file
+    from bellm.models import resolve_source
+
+    cfg, out, result = trained
+    assert result.adapter_dir == out / "adapter" and result.steps == 6 and np.isfinite(result.final_loss)
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    meta = json.loads((out / "adapter" / "bellm.json").read_text())
+    assert meta["base_model"] == str(tiny_model_dir)
+    assert meta["base_model_sha256"] == resolve_source(str(tiny_model_dir)).sha256
+    assert meta["bidirectional_layers"] == 2 and meta["num_layers"] == 4 and meta["dim"] == 64
+    assert meta["pooling"] == "last" and "{text}" in meta["prompt"] and meta["max_length"] == 48
+    assert meta["lora"]["r"] == cfg.lora.r and meta["seed"] == cfg.train.seed
+    assert meta["steps"] == result.best_step and meta["selected"] == "best"
+    assert {f["kind"] for f in meta["data"]} == {"pairs", "triplets"}
+    for f in meta["data"]:
+        assert f["sha256"] == sha256_file(f["path"])
+    lines = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == list(range(1, 7))
+    assert {"loss", "lr", "tokens", "tokens_per_s", "grad_norm", "kind"} <= set(lines[0])
+    assert "dev_spearman" in lines[2] and "dev_spearman" in lines[5]
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000004", "step-00000006"]
+
+
+def test_trained_adapter_loads_as_encoder_matching_training(trained) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from bellm.training import load_trained_encoder
+    from bellm.training.evaluate import embed_texts
+    from bellm.training.model import build_lora_module
+
+    cfg, out, result = trained
+    enc = load_trained_encoder(result.adapter_dir)
+    assert enc.k == 2 and enc.max_length == 48
+    texts = ["A man is playing a guitar.", "Two dogs run.", "A man is playing a guitar."]
+    got = enc.encode(texts)
+    # the same weights inside the training module (LoRA unmerged) give the same embeddings
+    module, peft_model = build_lora_module(cfg, enc.source)
+    saved = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    set_peft_model_state_dict(peft_model, saved)
+    ref = embed_texts(module, enc.tokenizer, enc.template, texts, 48, 8, torch.device("cpu"))
+    assert np.abs(got - ref).max() < 1e-4
+
+
+def test_rerun_of_a_finished_run_is_a_noop(trained) -> None:
+    from bellm.training import train
+
+    cfg, out, result = trained
+    again = train(cfg, out)
+    assert again.resumed_from == 6 and again.steps == 6
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 6
+
+
+def test_resume_refuses_a_different_config(trained) -> None:
+    from bellm.training import train
+
+    cfg, out, _ = trained
+    other = cfg.model_copy(deep=True)
+    other.train.lr = 5e-4
+    with pytest.raises(ValueError, match="different configuration"):
+        train(other, out)
+
+
+def test_gradient_checkpointing_gives_the_same_step(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from bellm.training import train
+
+    logs = []
+    for gc in (False, True):
+        cfg = tiny_cfg(tiny_model_dir, train={"max_steps": 2, "gradient_checkpointing": gc}, lora={"dropout": 0.1})
+        r = train(cfg, tmp_path / str(gc))
+        logs.append([json.loads(x)["loss"] for x in r.log_path.read_text().splitlines()])
+    assert logs[0] == pytest.approx(logs[1], rel=1e-5)
+
+
+def test_nproc_without_torchrun_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from bellm.training import train
+
+    with pytest.raises(ValueError, match="torchrun"):
+        train(tiny_cfg(tiny_model_dir, train={"nproc_per_node": 2}), tmp_path)
+
+
+def test_lora_on_the_last_layers_only(tiny_model_dir: Path) -> None:
+    from bellm.backbone import unwrap_decoder
+    from bellm.models import resolve_source
+    from bellm.training.model import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, lora={"layers": 2})
+    module, peft_model = build_lora_module(cfg, resolve_source(str(tiny_model_dir)))
+    adapted = [hasattr(layer.self_attn.q_proj, "lora_A") for layer in unwrap_decoder(peft_model).layers]
+    assert adapted == [False, False, True, True]
+    ids = torch.randint(5, 1000, (2, 7))
+    module(ids, torch.ones_like(ids)).sum().backward()
+    assert all(p.grad is not None for p in module.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="exceeds"):
+        build_lora_module(tiny_cfg(tiny_model_dir, lora={"layers": 5}), resolve_source(str(tiny_model_dir)))
+
+
+def test_cli_train_reports_config_errors_cleanly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bellm.cli import _register, app
+
+    _register()
+    res = CliRunner().invoke(app, ["train", "--output", str(tmp_path), "--set", "train.lr=-1"])
+    assert res.exit_code == 2 and "train.lr" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["train", "--output", str(tmp_path), "--profile", "nope"])
+    assert res.exit_code == 2 and "unknown profile" in res.output
+
+
+def test_cli_relaunch_command_uses_torchrun(tmp_path: Path) -> None:
+    from bellm.cli.train import torchrun_command
+
+    cmd = torchrun_command(4, tmp_path / "c.json", tmp_path)
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=4" in cmd
+    assert cmd[cmd.index("-m", 3) + 1] == "bellm.training"
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    from bellm.training.optim import lr_factor
+
+    assert [lr_factor(s, 4, 10, "linear") for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 4, 10, "linear") == 1.0 and lr_factor(10, 4, 10, "linear") == 0.0
+    assert lr_factor(7, 4, 10, "linear") == pytest.approx(0.5)
+    assert lr_factor(7, 4, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(5, 4, 10, "cosine") > lr_factor(5, 4, 10, "linear")
+    assert lr_factor(9, 4, 10, "constant") == 1.0
