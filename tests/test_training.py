@@ -253,6 +253,9 @@ def test_cli_train_reports_config_errors_cleanly(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "train.lr" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["train", "--output", str(tmp_path), "--profile", "nope"])
     assert res.exit_code == 2 and "unknown profile" in res.output
+    from bellm.config import PROFILES
+
+    assert PROFILES["quick"]["train"]["lr"] > 0  # a bad override never leaks into the shared profiles
 
 
 def test_cli_relaunch_command_uses_torchrun(tmp_path: Path) -> None:
