@@ -276,12 +276,27 @@ def load_hf_pairs(dataset_id: str, split: str = "train", columns: Sequence[str] 
     return Pairs(list(ds[c1]), list(ds[c2]), scores, f"hf:{dataset_id}:{split}", "")
 
 
-def load_hf_triplets(dataset_id: str, split: str = "train", columns: Sequence[str] = TRIPLET_COLUMNS) -> Triplets:
+# Column names used by common triplet datasets on the hub (SimCSE NLI, AnglE, sentence-transformers).
+HF_TRIPLET_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("sent0", "sent1", "hard_neg"),
+    ("anchor", "positive", "negative"),
+    ("text", "positive", "negative"),
+    ("query", "positive", "negative"),
+)
+
+
+def load_hf_triplets(dataset_id: str, split: str = "train", columns: Sequence[str] | None = None) -> Triplets:
     try:
         import datasets  # noqa: PLC0415
     except ImportError as e:
         raise RuntimeError("reading a hub dataset needs `pip install datasets`") from e
     ds = datasets.load_dataset(dataset_id, split=split)
+    if columns is None:
+        names = set(ds.column_names)
+        columns = next((c for c in HF_TRIPLET_COLUMNS if set(c) <= names), None)
+        if columns is None:
+            raise DataError(f"hf:{dataset_id}", None, f"no triplet columns among {sorted(names)}; expected one of "
+                            f"{[', '.join(c) for c in HF_TRIPLET_COLUMNS]}")
     a, p, n = columns
     return Triplets(list(ds[a]), list(ds[p]), list(ds[n]), f"hf:{dataset_id}:{split}", "")
 
