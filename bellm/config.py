@@ -153,6 +153,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "lora": {"layers": 8},
         "train": {"max_steps": 100, "warmup_steps": 10, "lr": 3e-4, "batch_size": 16, "checkpoint_every": 20},
+        # A trained model must at least keep the zero-shot model's STS-B dev level (73.8) within a few
+        # points, and may not lose more than a point of full-suite average against the champion.
+        "eval": {"gates": {"min_task": {"stsb_dev": 70.0}, "max_regression": 1.0}},
     },
     # BeLLM's published setting (Li & Li, NAACL 2024), for GPU users: LLaMA-2-7B, AllNLI triplets, LoRA
     # r=32/alpha=32/dropout 0.1 on all linear layers, lr in 2e-4..5e-4, max length 60, bf16 on CUDA.

@@ -40,6 +40,8 @@ def _register() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "urllib3"):  # Prefect's API client logs every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _register()
     app()
 
