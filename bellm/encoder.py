@@ -22,7 +22,7 @@ from bellm.io import sha256_dir, sha256_text
 from bellm.models import DEFAULT_MODEL, ResolvedModel, load_model, resolve_source
 from bellm.pooling import POOLINGS
 from bellm.prompts import DEFAULT_PROMPT, resolve_prompt
-from bellm.tokenize import Encoded, batches_by_length, encode_one, pad_batch, unique_texts
+from bellm.tokenize import Encoded, as_text_list, batches_by_length, encode_one, pad_batch, unique_texts
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,9 @@ class Encoder:
         **_: Any,
     ) -> np.ndarray:
         """Embeddings (N, dim) float32 in input order; a single string gives (dim,)."""
-        single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
+        single, items = as_text_list(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
         uniq, inverse = unique_texts(items)
         encs = self.tokenize(uniq)
         out = np.zeros((len(uniq), self.dim), dtype=np.float32)

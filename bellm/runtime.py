@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bellm.tokenize import batches_by_length, encode_one, load_tokenizer_file, pad_batch, unique_texts
+from bellm.tokenize import as_text_list, batches_by_length, encode_one, load_tokenizer_file, pad_batch, unique_texts
 
 PREFERRED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 MODEL_FILE = "model.onnx"
@@ -164,15 +164,9 @@ class OnnxEncoder:
         """Embeddings (N, dim) float32 in input order, L2-normalised by the graph; a single str gives (dim,)."""
         if not normalize:
             raise ValueError("this export L2-normalises inside the graph; unnormalised embeddings are not available")
-        single = isinstance(texts, str)
-        if not single and not isinstance(texts, Sequence):
-            raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
-        items = [texts] if single else list(texts)
+        single, items = as_text_list(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
         uniq, inverse = unique_texts(items)
         encs = [encode_one(self.tokenizer, self.template, t, self.max_length) for t in uniq]
         self.truncated_count = sum(e.truncated for e in encs)

@@ -81,6 +81,19 @@ def batches_by_length(encs: Sequence[Encoded], batch_size: int) -> list[np.ndarr
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def as_text_list(texts: Sequence[str] | str) -> tuple[bool, list[str]]:
+    """(was a single string, the texts as a list), each checked to be a str: shared input validation of
+    the PyTorch encoder and the ONNX runtime."""
+    single = isinstance(texts, str)
+    if not single and not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
+    items = [texts] if single else list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return single, items
+
+
 def unique_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Deduplicate: (unique texts in first-seen order, inverse index so unique[inv] == texts)."""
     seen: dict[str, int] = {}

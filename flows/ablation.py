@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from bellm.ablation import AblationConfig, grid, paired_bootstrap, plot, table_rows, to_csv, to_markdown
 from bellm.config import build_config
-from bellm.io import write_json_atomic, write_text_atomic
+from bellm.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bellm.paths import REPO_ROOT
 from bellm.registry import root_dir
 from tasks.ablation import run_trial
@@ -141,8 +141,8 @@ def bellm_ablation(
     )
     if write_docs:
         docs = REPO_ROOT / "docs"
-        write_text_atomic(docs / "ablation.md", md.replace("](ablation.png)", "](ablation.png)"))
-        (docs / "ablation.png").write_bytes((out / "ablation.png").read_bytes())
+        write_text_atomic(docs / "ablation.md", md)
+        write_bytes_atomic(docs / "ablation.png", (out / "ablation.png").read_bytes())
     for key, r in rows.items():
         if r:
             create_table_artifact(
