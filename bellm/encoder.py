@@ -77,6 +77,7 @@ class Encoder:
         self.max_length = max_length
         self.source = source
         self.adapter_sha256 = adapter_sha256
+        self.precision: dict[str, Any] = {"dtype": "float32", "reason": "default"}
         warn_if_degenerate(self.k, self.pooling)
 
     @property
@@ -96,6 +97,11 @@ class Encoder:
         return int(self.module.backbone.config.hidden_size)
 
     @property
+    def dtype(self) -> str:
+        """The parameters' dtype name (`float32`, `bfloat16`, ...): part of the fingerprint when not fp32."""
+        return str(next(self.module.parameters()).dtype).removeprefix("torch.")
+
+    @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
 
@@ -111,6 +117,7 @@ class Encoder:
             "prompt": self.template,
             "max_length": self.max_length,
             "dim": self.dim,
+            **({} if self.dtype == "float32" else {"dtype": self.dtype}),  # fp32 fingerprints stay as they were
         }
 
     @property
@@ -178,7 +185,17 @@ def load_encoder(
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
 ) -> Encoder:
-    """A ready encoder from a model source; `adapter` (a PEFT LoRA directory) is merged for fast inference."""
+    """A ready encoder from a model source; `adapter` (a PEFT LoRA directory) is merged for fast inference.
+
+    `dtype`: None / "float32" (default), "bfloat16", "float16", or "auto": bf16 where the device computes it
+    natively and it agrees with fp32 on a few sentences, else fp32 (`bellm.precision`; the decision is in
+    `encoder.precision`).
+    """
+    from bellm.precision import choose_precision, validate_dtype
+
+    auto = dtype is not None and validate_dtype(dtype) == "auto"
+    if auto:
+        dtype = None
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
     resolve_prompt(prompt)
@@ -194,4 +211,6 @@ def load_encoder(
         decoder = decoder.to(device)
     backbone = BellmBackbone(unwrap_decoder(decoder), bidirectional_layers)
     module = SentenceEncoderModule(backbone, pooling).eval()
-    return Encoder(module, hf_backend_tokenizer(res.path), prompt, max_length, res, adapter_sha)
+    enc = Encoder(module, hf_backend_tokenizer(res.path), prompt, max_length, res, adapter_sha)
+    enc.precision = choose_precision(enc, "auto") if auto else {"dtype": enc.dtype, "reason": "requested"}
+    return enc

@@ -11,6 +11,10 @@ from bellm.config import ConfigError
 from bellm.data import DataError
 from bellm.models import ModelSourceError
 
+DTYPE_HELP = (
+    "inference precision: auto (bf16 where the CPU/GPU computes it natively and it agrees with fp32 on a few "
+    "sentences, else fp32) | float32 | bfloat16 (forced, no check)"
+)
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, ConfigError, ModelSourceError, ValueError, FileNotFoundError)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import user_errors
+from bellm.cli.common import DTYPE_HELP, user_errors
 
 
 @app.command()
@@ -28,6 +28,7 @@ def encode(
     ),
     batch_size: int = typer.Option(32, help="sentences per forward pass"),
     normalize: bool = typer.Option(True, help="L2-normalise embeddings"),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Encode sentences from INPUT into a .npy matrix, in input order."""
     import numpy as np
@@ -42,10 +43,12 @@ def encode(
         sentences = read_sentences(input)
         k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
         enc = load_encoder(
-            model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length, adapter=adapter
+            model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length, adapter=adapter,
+            dtype=dtype,
         )
         emb = enc.encode(sentences.texts, batch_size=batch_size, normalize=normalize)
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, emb)
-    typer.echo(f"wrote {output} {emb.shape} (model fingerprint {enc.fingerprint})")
+    typer.echo(f"wrote {output} {emb.shape} (model fingerprint {enc.fingerprint}, {enc.precision['dtype']}: "
+               f"{enc.precision['reason']})")

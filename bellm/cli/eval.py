@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import user_errors
+from bellm.cli.common import DTYPE_HELP, user_errors
 
 SUITE_HELP = (
     "what to evaluate on: 'gate' (STS-B dev, fast), 'full' (STS12-16, STS-B test, SICK-R test), a task key "
@@ -84,6 +84,7 @@ def eval_command(
     max_task_regression: float | None = typer.Option(None, min=0,
                                                      help="gate: max drop of any task vs the champion (points)"),
     cache: bool = typer.Option(True, help="reuse and store embeddings in $BELLM_HOME/cache/embeddings"),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Evaluate an encoder on STS (Spearman x100 of cosine similarity) and check quality gates.
 
@@ -124,13 +125,15 @@ def eval_command(
             from bellm.encoder import load_encoder
 
             encoder = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt,
-                                   max_length=max_length, adapter=adapter)
+                                   max_length=max_length, adapter=adapter, dtype=dtype)
+            typer.echo(f"precision: {encoder.precision['dtype']} ({encoder.precision['reason']})", err=True)
         result, scores = evaluate_with_scores(encoder, suite_arg, max_pairs, batch_size, cache)
         zs = None
         if zero_shot and adapter is not None and baseline is None:
             from bellm.encoder import load_encoder
 
-            base = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length)
+            base = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length,
+                                dtype=dtype)
             zs = evaluate_with_scores(base, suite_arg, max_pairs, batch_size, cache)[0]
     verdict = check_gates(result, gates, champ)
     ref = None
