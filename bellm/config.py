@@ -33,6 +33,9 @@ class EncoderConfig(_Section):
     pooling: Literal["last", "mean", "mean_span"] = "last"
     prompt: str = Field("prompteol", description="prompt name (prompteol, bellm, none) or template with {text}")
     max_length: int = Field(64, ge=8, le=8192)
+    keep_layers: int | None = Field(
+        None, ge=1, description="decoder layers kept from the bottom (top ones removed, final norm kept); None: all"
+    )
 
     @field_validator("bidirectional_layers")
     @classmethod
@@ -99,6 +102,9 @@ class TrainConfig(_Section):
     keep_checkpoints: int = Field(2, ge=1, description="how many step checkpoints to keep on disk")
     select_best: bool = Field(True, description="with eval_every: adapter/ holds the best-dev step, not the last")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32", description="autocast of forward passes; auto: bf16 on CUDA and on CPUs with native bf16, else fp32"
+    )
     progress: bool = Field(True, description="show a progress bar (rank 0)")
 
 
