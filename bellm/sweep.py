@@ -236,7 +236,9 @@ def write_report(results: Sequence[Mapping[str, Any]], out: Path, spec: SweepSpe
         f"Selected on development data only: `{spec.dev}` during training (every {spec.eval_every} steps, best step "
         f"kept), then {', '.join(f'`{p}`' for p in spec.extra_dev) or 'nothing else'} on the selected adapter. "
         "`train_s` is training compute without dev evaluations.\n\n"
-        f"Base overrides: `{json.dumps(spec.base, sort_keys=True)}`\n\n" + to_markdown(rows) + "\n![curves](sweep.png)\n"
+        f"Base overrides: `{json.dumps(spec.base, sort_keys=True)}`\n\n"
+        + to_markdown(rows)
+        + "\n![curves](sweep.png)\n"
     )
     paths = {"md": out / "sweep.md", "csv": out / "sweep.csv", "json": out / "sweep.json", "png": out / "sweep.png"}
     write_text_atomic(paths["md"], md)
