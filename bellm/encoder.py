@@ -214,5 +214,6 @@ def load_encoder(
     backbone = BellmBackbone(unwrap_decoder(decoder), bidirectional_layers)
     module = SentenceEncoderModule(backbone, pooling).eval()
     enc = Encoder(module, hf_backend_tokenizer(res.path), prompt, max_length, res, adapter_sha)
-    enc.precision = choose_precision(enc, "auto") if auto else {"dtype": enc.dtype, "reason": "requested"}
+    enc.precision = (choose_precision(enc, "auto") if auto
+                     else {"dtype": enc.dtype, "reason": "default" if dtype is None else "requested"})
     return enc

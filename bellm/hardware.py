@@ -9,18 +9,26 @@ import functools
 from pathlib import Path
 from typing import Any
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 flags for native bf16 dot products (AVX-512 BF16, AMX)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # native bf16 dot products: x86 AVX-512 BF16 / AMX, Arm BF16
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The first processor's feature flags (x86 `flags`, Arm `Features`); empty where unknown."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
 
 
 @functools.cache
 def cpu_supports_bf16() -> bool:
     """True when the CPU computes bf16 natively (there bf16 GEMM runs ~4.5x fp32 here; elsewhere it is emulated)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return any(f in flags for f in BF16_FLAGS)
+    return any(f in cpu_flags() for f in BF16_FLAGS)
 
 
 def use_bf16(precision: str, device_type: str) -> bool:

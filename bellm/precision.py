@@ -5,21 +5,21 @@ GEMMs several times faster than fp32 (measured: 901 vs ~190 GFLOP/s on one 2-cor
 sentences/s end to end). Without them bf16 is emulated and slower than fp32, so `auto` keeps fp32 there.
 A bf16 encoder is only used after a quick agreement check with fp32 on a few sentences (min cosine
 `BF16_MIN_COSINE`); `float32` / `bfloat16` given explicitly are honoured without the check (the override).
+Detection of native bf16 lives in `bellm.hardware` (shared with training's autocast).
 """
 
 from __future__ import annotations
 
 import logging
-import platform
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
+
+from bellm import hardware
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 BF16_MIN_COSINE = 0.999  # measured on SmolLM2-135M: 0.9998 on 512 STS-B sentences
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (/proc/cpuinfo flags), Arm (Features)
 AGREEMENT_SENTENCES: tuple[str, ...] = (
     "A man is playing a guitar.",
     "The stock market fell sharply on Tuesday after the central bank raised interest rates again.",
@@ -36,34 +36,13 @@ class PrecisionError(ValueError):
     """An unknown dtype name."""
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags of the first processor (x86 `flags`, Arm `Features`); empty where unknown."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
-
-
-def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
-    """True when the CPU computes bf16 dot products natively (else PyTorch emulates bf16, slower than fp32)."""
-    flags = cpu_flags() if flags is None else flags
-    if platform.system() == "Darwin":  # pragma: no cover - Apple silicon M2+ has BF16, reported differently
-        return False
-    return any(f in flags for f in NATIVE_BF16_FLAGS)
-
-
-def auto_dtype(device: str = "cpu", flags: set[str] | None = None) -> str:
+def auto_dtype(device: str = "cpu") -> str:
     """The fastest faithful dtype for inference on `device`: bf16 with native support, else fp32."""
     if str(device).startswith("cuda"):
         import torch
 
         return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if cpu_has_native_bf16(flags) else "float32"
+    return "bfloat16" if hardware.cpu_supports_bf16() else "float32"
 
 
 def validate_dtype(dtype: str | None) -> str:

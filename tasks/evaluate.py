@@ -22,6 +22,7 @@ def load_spec(spec: dict[str, Any]) -> Any:
             prompt=spec["prompt"],
             max_length=spec["max_length"],
             adapter=spec.get("adapter"),
+            dtype=spec.get("dtype"),  # "auto": bf16 where native and agreeing with fp32 (bellm.precision)
         )
     if kind == "onnx":
         from bellm.runtime import OnnxEncoder
@@ -35,7 +36,11 @@ def load_spec(spec: dict[str, Any]) -> Any:
 
 
 def _eval_key(context: Any, params: dict[str, Any]) -> str:
-    return content_key("evaluate", params["spec"], params["suite"], params.get("max_pairs"), params.get("model_key"))
+    spec = params["spec"]
+    if spec.get("kind") == "onnx" and params.get("model_key"):
+        # An export inside a run directory: the path differs per run, `model_key` names what was exported.
+        spec = {k: v for k, v in spec.items() if k != "path"}
+    return content_key("evaluate", spec, params["suite"], params.get("max_pairs"), params.get("model_key"))
 
 
 @task(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import bellm.precision as precision
+from bellm import hardware
 from bellm.encoder import load_encoder
 
 X86_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16\nmodel name\t: x\n"
@@ -16,13 +17,18 @@ ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
 
 
 @pytest.mark.parametrize(("text", "native"), [(X86_BF16, True), (X86_AVX2, False), (ARM_BF16, True), ("", False)])
-def test_detects_native_bf16(tmp_path: Path, text: str, native: bool) -> None:
+def test_detects_native_bf16(tmp_path: Path, monkeypatch, text: str, native: bool) -> None:
     info = tmp_path / "cpuinfo"
     info.write_text(text)
-    flags = precision.cpu_flags(info)
-    assert precision.cpu_has_native_bf16(flags) is native
-    assert precision.auto_dtype("cpu", flags) == ("bfloat16" if native else "float32")
-    assert precision.cpu_flags(tmp_path / "missing") == set()
+    real = hardware.cpu_flags
+    monkeypatch.setattr(hardware, "cpu_flags", lambda *a: real(info))
+    hardware.cpu_supports_bf16.cache_clear()
+    try:
+        assert hardware.cpu_supports_bf16() is native
+        assert precision.auto_dtype("cpu") == ("bfloat16" if native else "float32")
+    finally:
+        hardware.cpu_supports_bf16.cache_clear()
+    assert real(tmp_path / "missing") == set()
 
 
 def test_bad_dtype() -> None:
@@ -36,7 +42,7 @@ def texts() -> list[str]:
 
 
 def test_auto_keeps_fp32_without_native_bf16(tiny_model_dir: Path, monkeypatch, texts) -> None:
-    monkeypatch.setattr(precision, "cpu_flags", lambda *a: {"avx2"})
+    monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: False)
     enc = load_encoder(str(tiny_model_dir), dtype="auto")
     ref = load_encoder(str(tiny_model_dir))
     assert enc.precision["dtype"] == "float32" and enc.dtype == "float32"
@@ -45,7 +51,7 @@ def test_auto_keeps_fp32_without_native_bf16(tiny_model_dir: Path, monkeypatch, 
 
 
 def test_auto_uses_bf16_when_native_and_agreeing(tiny_model_dir: Path, monkeypatch, texts) -> None:
-    monkeypatch.setattr(precision, "cpu_flags", lambda *a: {"avx512_bf16"})
+    monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: True)
     monkeypatch.setattr(precision, "BF16_MIN_COSINE", 0.9)
     enc = load_encoder(str(tiny_model_dir), dtype="auto")
     ref = load_encoder(str(tiny_model_dir))
@@ -57,7 +63,7 @@ def test_auto_uses_bf16_when_native_and_agreeing(tiny_model_dir: Path, monkeypat
 
 
 def test_auto_falls_back_to_exact_fp32_on_disagreement(tiny_model_dir: Path, monkeypatch, texts) -> None:
-    monkeypatch.setattr(precision, "cpu_flags", lambda *a: {"amx_bf16"})
+    monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: True)
     monkeypatch.setattr(precision, "BF16_MIN_COSINE", 1.1)  # impossible bar
     enc = load_encoder(str(tiny_model_dir), dtype="auto")
     ref = load_encoder(str(tiny_model_dir))
@@ -66,6 +72,6 @@ def test_auto_falls_back_to_exact_fp32_on_disagreement(tiny_model_dir: Path, mon
 
 
 def test_explicit_override_skips_the_check(tiny_model_dir: Path, monkeypatch) -> None:
-    monkeypatch.setattr(precision, "cpu_flags", lambda *a: set())
+    monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: False)
     enc = load_encoder(str(tiny_model_dir), dtype="bfloat16")
     assert enc.dtype == "bfloat16" and enc.precision["reason"] == "requested"
