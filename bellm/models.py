@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bellm.errors import InputError
 from bellm.io import atomic_path, sha256_dir, sha256_file
 from bellm.paths import cache_dir
 
@@ -32,7 +33,7 @@ DEFAULT_MODEL = "smollm2-135m"
 _MARKER = "bellm_source.json"
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(InputError):
     """A model source string that cannot be resolved, with the reason."""
 
 
