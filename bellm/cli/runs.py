@@ -111,10 +111,14 @@ def promote_cmd(
 @runs_app.command("gc")
 def gc_cmd(artifacts: Path | None = RootOpt) -> None:
     """Clean up after killed processes: mark dead `running` runs `interrupted`, delete temp directories of
-    interrupted writes, and delete the ONNX models of runs that failed or were interrupted."""
+    interrupted writes (in the registry and in $BELLM_HOME), and delete the ONNX models of runs that failed or
+    were interrupted."""
+    from bellm.io import remove_leftovers
+    from bellm.paths import bellm_home
     from bellm.registry import gc
 
     done = gc(artifacts)
+    done["removed"] += [str(p) for p in remove_leftovers(bellm_home())]
     for run_id in done["interrupted"]:
         typer.echo(f"marked interrupted: {run_id}")
     for path in done["removed"]:
