@@ -26,6 +26,8 @@ import torch
 from bellm.config import RunConfig
 from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
+from bellm.errors import InputError
+from bellm.hardware import autocast
 from bellm.io import atomic_path, sha256_text, write_json_atomic, write_text_atomic
 from bellm.locks import file_lock
 from bellm.losses import pair_objective, triplet_objective
@@ -92,12 +94,12 @@ def global_batch(cfg: RunConfig, world: int) -> int:
 def check_world(cfg: RunConfig, info: D.DistInfo) -> None:
     n = cfg.train.nproc_per_node
     if n > 1 and not info.enabled:
-        raise ValueError(
+        raise InputError(
             f"train.nproc_per_node={n} needs {n} processes: use `bellm train` (it relaunches itself under torchrun) "
             f"or `torchrun --nproc_per_node={n} -m bellm.training --config CONFIG.json --output DIR`"
         )
     if info.enabled and info.local_world_size != n:
-        raise ValueError(f"started with {info.local_world_size} processes per node but train.nproc_per_node={n}")
+        raise InputError(f"started with {info.local_world_size} processes per node but train.nproc_per_node={n}")
 
 
 def truncate_log(path: Path, last_step: int) -> None:
@@ -158,12 +160,12 @@ class Trainer:
             return
         st = found.state
         if st["fingerprint"] != self.fingerprint:
-            raise ValueError(
+            raise InputError(
                 f"{self.ckpt_root} holds checkpoints of a different configuration (fingerprint {st['fingerprint']}, "
                 f"now {self.fingerprint}); use another --output or delete that directory"
             )
         if st["world_size"] != self.info.world_size:
-            raise ValueError(
+            raise InputError(
                 f"checkpoint {found.path.name} was written by {st['world_size']} process(es), now "
                 f"{self.info.world_size}; resume with the same number"
             )
@@ -203,8 +205,7 @@ class Trainer:
 
     def micro_loss(self, model: torch.nn.Module, mb: MicroBatch) -> dict[str, torch.Tensor]:
         dev = self.info.device
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
-        with amp:
+        with autocast(self.cfg.train.precision, dev.type):
             emb = model(mb.input_ids.to(dev), mb.attention_mask.to(dev))  # (G·b,H)
         groups = list(emb.float().split(mb.size))  # G × (b,H)
         ids = list(mb.ids.to(dev).split(mb.size))  # G × (b,)
@@ -266,8 +267,9 @@ class Trainer:
         score = None
         if self.info.is_main:
             assert self.dev is not None
-            score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
-                                 self.cfg.eval.batch_size, self.info.device)
+            with autocast(self.cfg.train.precision, self.info.device.type):
+                score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
+                                     self.cfg.eval.batch_size, self.info.device)
             if self.best is None or score > self.best["dev_spearman"]:
                 self.best = {"step": self.step, "dev_spearman": score}
                 save_adapter(self.out / "best", self.peft,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import RunConfig
 from bellm.errors import InputError
 from bellm.io import atomic_path
@@ -47,6 +47,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     decoder = load_model(
         res, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation, causal_lm=False
     )
+    truncate_decoder(decoder, cfg.encoder.keep_layers)
     if cfg.train.gradient_checkpointing:
         kwargs = {"use_reentrant": False}  # non-reentrant: frozen inputs need no requires_grad hack
         if hasattr(decoder, "activation_checkpointing_enable"):  # transformers >= 5.x name
@@ -103,6 +104,7 @@ def adapter_metadata(
         "base_model_sha256": res.sha256,
         "bidirectional_layers": backbone.k,
         "num_layers": backbone.num_layers,
+        "keep_layers": cfg.encoder.keep_layers,
         "pooling": module.pooling,
         "prompt": resolve_prompt(cfg.encoder.prompt),
         "prompt_name": cfg.encoder.prompt,
@@ -153,7 +155,7 @@ def load_trained_encoder(
         source = meta["base_model_path"]
         res = resolve_source(source)
     if check_sha256 and res.sha256 != meta["base_model_sha256"]:
-        raise ValueError(
+        raise InputError(
             f"{adapter_dir}: base model {source!r} has sha256 {res.sha256[:12]}…, but the adapter was trained on "
             f"{meta['base_model_sha256'][:12]}…"
         )
@@ -165,4 +167,5 @@ def load_trained_encoder(
         max_length=meta["max_length"],
         adapter=adapter_dir,
         device=device,
+        keep_layers=meta.get("keep_layers"),
     )
