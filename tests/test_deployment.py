@@ -123,7 +123,8 @@ def test_real_deployment_run(tiny_model_dir: Path, tmp_path: Path) -> None:
         assert (runs[0] / "onnx" / "fp32" / "model.onnx").is_file()
         assert not (arts / "champion").exists()  # smoke runs never become champion
         r = prefect("deployment", "ls")
-        for name in ("train-eval-export/quick", "train-eval-export/paper", "train-eval-export/smoke"):
+        for profile in ("quick", "standard", "paper", "smoke"):
+            name = f"train-eval-export/{profile}"
             assert name in r.stdout.replace(" ", "") or name.split("/")[1] in r.stdout, r.stdout
     finally:
         for p in reversed(started):
