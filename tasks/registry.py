@@ -49,6 +49,9 @@ def copy_adapter(adapter_dir: str, run_dir: str) -> str:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(adapter_dir, dest)
+    log = Path(adapter_dir).parent / "train_log.jsonl"  # the loss/dev curve, plotted in the report
+    if log.is_file():
+        shutil.copy(log, Path(run_dir) / "train_log.jsonl")
     return str(dest)
 
 

@@ -85,3 +85,14 @@ def test_config_file_must_be_a_json_object(tmp_path: Path) -> None:
     for cmd in (["run", "--config", str(f)], ["train", "-o", str(tmp_path / "o"), "--config", str(f)]):
         r = CliRunner().invoke(app, cmd)
         assert r.exit_code == 2 and "JSON object" in r.output, r.output
+
+
+def test_profile_names_are_exactly_the_profiles() -> None:
+    from typing import get_args
+
+    from bellm.config import ProfileName
+
+    assert set(get_args(ProfileName)) == set(PROFILES)
+    for name in PROFILES:  # every profile that can be promoted has an absolute gate and a regression limit
+        gates = build_config(name).eval.gates
+        assert name == "smoke" or (gates.min_task and gates.max_regression is not None), name

@@ -351,3 +351,26 @@ def test_best_adapter_is_checkpointed_and_restored(tiny_model_dir: Path, tmp_pat
     assert resumed.resumed_from == 2
     assert not (out / "adapter" / "FROM_A_ROLLED_BACK_STEP").exists()
     assert not (out / "best" / "FROM_A_ROLLED_BACK_STEP").exists()
+
+
+def test_truncated_model_trains_and_reloads_the_same(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """keep_layers round-trips through training and the adapter's bellm.json; the dev curve uses the cap."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from bellm.training import load_trained_encoder, train
+    from bellm.training.evaluate import embed_texts
+    from bellm.training.model import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, encoder={"keep_layers": 3, "bidirectional_layers": 1, "pooling": "mean"},
+                   train={"max_steps": 2, "eval_every": 1, "eval_max_pairs": 8, "lr": 1e-3})
+    result = train(cfg, tmp_path / "run")
+    meta = json.loads((result.adapter_dir / "bellm.json").read_text())
+    assert meta["keep_layers"] == 3 and meta["num_layers"] == 3
+    enc = load_trained_encoder(result.adapter_dir)
+    assert enc.num_layers == 3 and enc.module.backbone.flags == [False, False, True]
+    texts = ["A man is playing a guitar.", "Two dogs run."]
+    module, peft_model = build_lora_module(cfg, enc.source)
+    set_peft_model_state_dict(peft_model, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
+    ref = embed_texts(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8, torch.device("cpu"))
+    assert np.abs(enc.encode(texts) - ref).max() < 1e-4

@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 PARTS = ("loss", "cosine", "ibn", "angle")
 LOCK_FILE = ".train.lock"
 # Settings that do not change the numbers, so they may differ between a run and its resume.
-NON_NUMERIC_TRAIN = {"checkpoint_every", "keep_checkpoints", "eval_every", "select_best", "num_threads", "progress"}
+NON_NUMERIC_TRAIN = {"checkpoint_every", "keep_checkpoints", "eval_every", "select_best", "num_threads", "progress",
+                     "eval_max_pairs"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ class Trainer:
         for kind, n in (("pairs", self.data.n_pairs), ("triplets", self.data.n_triplets)):
             if 0 < n < self.gb:
                 log.warning("%d %s are fewer than one global batch (%d): they will not be used", n, kind, self.gb)
-        self.dev = load_pairs(cfg.data.dev_pairs, cfg.data.max_eval_pairs) if t.eval_every else None
+        caps = [c for c in (t.eval_max_pairs, cfg.data.max_eval_pairs) if c is not None]
+        self.dev = load_pairs(cfg.data.dev_pairs, min(caps, default=None)) if t.eval_every else None
         self.module, self.peft = build_lora_module(cfg, self.res)
         self.module.to(info.device)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
