@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bellm import hardware
+from bellm.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ AGREEMENT_SENTENCES: tuple[str, ...] = (
 )
 
 
-class PrecisionError(ValueError):
+class PrecisionError(InputError):
     """An unknown dtype name."""
 
 
