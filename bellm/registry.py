@@ -52,7 +52,8 @@ def root_dir(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def code_version() -> str:
-    """The git commit of the code that ran (with `-dirty` when the tree has local changes)."""
+    """The git commit of the code that ran (with `-dirty` when the tree has local changes); outside a git
+    checkout (a container image) the commit it was built from, `$BELLM_COMMIT`."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -66,7 +67,7 @@ def code_version() -> str:
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("BELLM_COMMIT") or "unknown"
 
 
 def new_run(root: str | os.PathLike[str] | None, profile: str, config: dict[str, Any]) -> Run:
