@@ -93,7 +93,19 @@ class Runner:
             raise RuntimeError('--runner ray needs prefect-ray: pip install "bellm[scale]"') from e
         if self.address:
             return RayTaskRunner(address=self.address)
-        return RayTaskRunner(init_kwargs={"num_cpus": self.local_workers, "include_dashboard": False})
+        cpus = self.local_workers * (self.trial_threads() or 1)  # `workers` trials at a time
+        return RayTaskRunner(init_kwargs={"num_cpus": cpus, "include_dashboard": False})
+
+    @contextmanager
+    def submitting(self) -> Iterator[None]:
+        """Per-trial resources where the engine schedules by them: Ray reserves a trial's threads as CPUs."""
+        if self.kind != "ray":
+            yield
+            return
+        from prefect_ray.context import remote_options
+
+        with remote_options(num_cpus=self.trial_threads() or 1):
+            yield
 
 
 @contextmanager
@@ -125,6 +137,6 @@ def run_trials(task: Any, calls: Sequence[dict[str, Any]], runner: Runner) -> li
     if tr is None:
         states = [task(**call, return_state=True) for call in calls]
         return [(s.result(), s.name) for s in states]
-    with api_for_workers(), tr:
+    with api_for_workers(), tr, runner.submitting():
         futures = [tr.submit(task, parameters=dict(call)) for call in calls]
         return [(f.result(), f.state.name) for f in futures]

@@ -128,8 +128,9 @@ def _env(root: Path) -> dict[str, str]:
 
 
 def _summary(proc: subprocess.CompletedProcess | subprocess.Popen, out: str) -> dict:
+    """The CLI's JSON summary line (logs may follow it on the same stream)."""
     assert proc.returncode == 0, out[-6000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return next(json.loads(x) for x in reversed(out.splitlines()) if x.startswith('{"dir"'))
 
 
 def _numbers(summary: dict) -> tuple[dict, str]:
