@@ -90,7 +90,7 @@ class Runner:
         try:
             from prefect_ray import RayTaskRunner
         except ImportError as e:
-            raise RuntimeError('--runner ray needs prefect-ray: pip install "bellm[scale]"') from e
+            raise RuntimeError('--runner ray needs prefect-ray: pip install "bellm[scale-ray]"') from e
         if self.address:
             return RayTaskRunner(address=self.address)
         cpus = self.local_workers * (self.trial_threads() or 1)  # `workers` trials at a time

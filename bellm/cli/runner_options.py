@@ -9,7 +9,7 @@ RUNNER = typer.Option(
     "sequential",
     "--runner",
     help="where trials run: sequential (this process) | dask (prefect-dask) | ray (prefect-ray); "
-    'dask and ray need `pip install "bellm[scale]"`',
+    'dask needs `pip install "bellm[scale]"`, ray `pip install "bellm[scale-ray]"`',
 )
 ADDRESS = typer.Option(
     None,
@@ -33,6 +33,6 @@ def check_runner(runner: str, address: str | None, workers: int | None, threads_
     from flows.runners import Runner
 
     Runner(runner, address, workers, threads_per_trial)
-    module = {"dask": "prefect_dask", "ray": "prefect_ray"}.get(runner)
+    module, extra = {"dask": ("prefect_dask", "scale"), "ray": ("prefect_ray", "scale-ray")}.get(runner, (None, ""))
     if module and importlib.util.find_spec(module) is None:
-        raise ValueError(f'--runner {runner} needs {module.replace("_", "-")}: pip install "bellm[scale]"')
+        raise ValueError(f'--runner {runner} needs {module.replace("_", "-")}: pip install "bellm[{extra}]"')
