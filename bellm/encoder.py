@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.io import sha256_dir, sha256_text
 from bellm.models import DEFAULT_MODEL, ResolvedModel, load_model, resolve_source
 from bellm.pooling import POOLINGS
@@ -177,6 +177,7 @@ def load_encoder(
     attn_implementation: str = "sdpa",
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
+    keep_layers: int | None = None,
 ) -> Encoder:
     """A ready encoder from a model source; `adapter` (a PEFT LoRA directory) is merged for fast inference."""
     if pooling not in POOLINGS:
@@ -184,6 +185,7 @@ def load_encoder(
     resolve_prompt(prompt)
     res = resolve_source(source)
     decoder = load_model(res, dtype=dtype, attn_implementation=attn_implementation, causal_lm=False)
+    truncate_decoder(decoder, keep_layers)  # before the adapter: it was trained on the truncated stack
     adapter_sha = None
     if adapter is not None:
         from peft import PeftModel

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import RunConfig
 from bellm.io import atomic_path
 from bellm.models import ResolvedModel, load_model, resolve_source
@@ -46,6 +46,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     decoder = load_model(
         res, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation, causal_lm=False
     )
+    truncate_decoder(decoder, cfg.encoder.keep_layers)
     if cfg.train.gradient_checkpointing:
         kwargs = {"use_reentrant": False}  # non-reentrant: frozen inputs need no requires_grad hack
         if hasattr(decoder, "activation_checkpointing_enable"):  # transformers >= 5.x name
@@ -102,6 +103,7 @@ def adapter_metadata(
         "base_model_sha256": res.sha256,
         "bidirectional_layers": backbone.k,
         "num_layers": backbone.num_layers,
+        "keep_layers": cfg.encoder.keep_layers,
         "pooling": module.pooling,
         "prompt": resolve_prompt(cfg.encoder.prompt),
         "prompt_name": cfg.encoder.prompt,
@@ -164,4 +166,5 @@ def load_trained_encoder(
         max_length=meta["max_length"],
         adapter=adapter_dir,
         device=device,
+        keep_layers=meta.get("keep_layers"),
     )
