@@ -14,12 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bellm.errors import InputError
 from bellm.paths import NLI_DIR, STS_DIR
 from bellm.prompts import resolve_prompt
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `--set train.lr=Infinity` (or NaN) is rejected here, not trained into a NaN adapter.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -158,8 +160,11 @@ class ServeConfig(_Section):
         return self
 
 
+ProfileName = Literal["quick", "standard", "paper", "smoke"]  # == PROFILES (a test checks)
+
+
 class RunConfig(_Section):
-    profile: str = "quick"
+    profile: ProfileName = "quick"
     model: ModelConfig = Field(default_factory=ModelConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
@@ -207,6 +212,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "lr": 2e-4, "batch_size": 128, "max_steps": 2000, "warmup_steps": 100, "gradient_checkpointing": True,
         },
         "export": {"variants": ["fp32", "fp16"]},
+        # Promotion needs an absolute gate: zero-shot PromptEOL on LLaMA-2-7B is already near 70 on STS-B.
+        "eval": {"gates": {"min_task": {"stsb_dev": 75.0}, "max_regression": 1.0}},
     },
     # A setup check: a couple of steps, a few dozen pairs, fp32 export only.
     "smoke": {
@@ -218,7 +225,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A bad configuration value, with the dotted key and reason."""
 
 
@@ -262,6 +269,17 @@ def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+def read_config_file(file: str | Path) -> dict[str, Any]:
+    """A JSON object of config overrides (nested sections and/or dotted keys)."""
+    try:
+        doc = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{file}: cannot read config ({e})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{file}: a config file must hold a JSON object of overrides, got a {type(doc).__name__}")
+    return doc
+
+
 def build_config(
     profile: str = "quick",
     overrides: dict[str, Any] | list[str] | None = None,
@@ -272,10 +290,7 @@ def build_config(
         raise ConfigError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     tree: dict[str, Any] = _deep_merge({"profile": profile}, PROFILES[profile])
     if file is not None:
-        try:
-            tree = _deep_merge(tree, json.loads(Path(file).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{file}: cannot read config ({e})") from None
+        tree = _deep_merge(tree, read_config_file(file))
     if isinstance(overrides, dict):
         # Nested dicts merge; dotted keys ({"train.lr": 1e-4}, as Prefect `--param`s) set one field.
         for key, value in overrides.items():
@@ -286,6 +301,9 @@ def build_config(
     else:
         for item in overrides or []:
             _set_path(tree, *parse_override(item))
+    if tree.get("profile") != profile:
+        raise ConfigError(f"profile: the profile is chosen with --profile ({profile!r}), not overridden "
+                          f"(got {tree.get('profile')!r}): a run's profile decides what it is compared with")
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as e:

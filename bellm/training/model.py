@@ -20,6 +20,7 @@ import torch
 
 from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import RunConfig
+from bellm.errors import InputError
 from bellm.io import atomic_path
 from bellm.models import ResolvedModel, load_model, resolve_source
 from bellm.prompts import resolve_prompt
@@ -42,7 +43,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
 
     bad = [t for t in cfg.lora.target_modules if t in FORBIDDEN_TARGETS]
     if bad:
-        raise ValueError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
+        raise InputError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
     decoder = load_model(
         res, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation, causal_lm=False
     )
@@ -56,7 +57,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     n_layers = len(unwrap_decoder(decoder).layers)
     only = cfg.lora.layers
     if only is not None and only > n_layers:
-        raise ValueError(f"lora.layers={only} exceeds the model's {n_layers} layers")
+        raise InputError(f"lora.layers={only} exceeds the model's {n_layers} layers")
     lora = LoraConfig(
         layers_to_transform=None if only is None else list(range(n_layers - only, n_layers)),
         layers_pattern=None if only is None else "layers",
@@ -132,7 +133,7 @@ def save_adapter(dest: Path, peft_model: PeftModel, metadata: dict[str, Any]) ->
 def read_metadata(adapter_dir: str | Path) -> dict[str, Any]:
     path = Path(adapter_dir) / METADATA
     if not path.is_file():
-        raise FileNotFoundError(f"{adapter_dir}: no {METADATA}; not a bellm adapter directory")
+        raise InputError(f"{adapter_dir}: no {METADATA}; not a bellm adapter directory")
     return json.loads(path.read_text())
 
 
@@ -154,7 +155,7 @@ def load_trained_encoder(
         source = meta["base_model_path"]
         res = resolve_source(source)
     if check_sha256 and res.sha256 != meta["base_model_sha256"]:
-        raise ValueError(
+        raise InputError(
             f"{adapter_dir}: base model {source!r} has sha256 {res.sha256[:12]}…, but the adapter was trained on "
             f"{meta['base_model_sha256'][:12]}…"
         )
