@@ -44,11 +44,10 @@ def bidirectional_flags(num_layers: int, k: int) -> list[bool]:
 
 
 def attention_modules(decoder: nn.Module) -> list[nn.Module]:
-    """The self-attention module of every decoder layer (LLaMA / Mistral / Qwen2 / Qwen3 layout)."""
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
-        raise TypeError(f"{type(decoder).__name__} has no `.layers`; expected a LLaMA-family decoder")
-    return [layer.self_attn for layer in layers]
+    """The attention module of every decoder layer (the family knows where it lives)."""
+    from bellm.families import family_of
+
+    return family_of(decoder.config).attention_modules(decoder)
 
 
 def convert_layers(decoder: nn.Module, k: int) -> list[bool]:

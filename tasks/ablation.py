@@ -7,12 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import task
-
 from bellm.config import RunConfig
-from bellm.paths import bellm_home
-from tasks.common import RETRY_DELAYS, content_key, retry_transient
-from tasks.train import TRAIN_SECTIONS, train_key
+from tasks.common import content_key, retrying_task
+from tasks.train import TRAIN_SECTIONS, train_dir
 
 
 def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig:
@@ -35,14 +32,7 @@ def _key(context: Any, p: dict[str, Any]) -> str:
     )
 
 
-@task(
-    name="ablation-trial",
-    cache_key_fn=_key,
-    persist_result=True,
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@retrying_task("ablation-trial", cache_key_fn=_key, persist_result=True)
 def run_trial(
     base: RunConfig,
     ablation: dict[str, Any],
@@ -62,17 +52,13 @@ def run_trial(
         from bellm.training import load_trained_encoder, train
 
         # Same directory scheme as the main flow's training: identical configs share (and resume) it.
-        out = bellm_home() / "train" / train_key(cfg, data_sha256, base_sha256)
-        res = train(cfg, out, progress=True)
+        res = train(cfg, train_dir(cfg, data_sha256, base_sha256), progress=True)
         info = {"steps": res.steps, "final_loss": res.final_loss, "seconds": round(res.seconds, 1)}
         encoder = load_trained_encoder(res.adapter_dir)
     else:
         from bellm.encoder import load_encoder
 
-        e = cfg.encoder
-        encoder = load_encoder(
-            cfg.model.source, bidirectional_layers=k, pooling=pooling, prompt=e.prompt, max_length=e.max_length
-        )
+        encoder = load_encoder(cfg.encoder_config)
     mp = ablation.get("max_eval_pairs")
     selection = evaluate(encoder, ablation["selection_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)
     table, scores = evaluate_with_scores(encoder, ablation["table_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)

@@ -9,9 +9,9 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from bellm.config import RunConfig
+from bellm.config import EncoderConfig, RunConfig
 from bellm.registry import Run, champion_result, new_run, promote, update_manifest
-from tasks.common import RETRY_DELAYS, retry_transient
+from tasks.common import retrying_task
 
 
 def _run(run_dir: str) -> Run:
@@ -19,13 +19,13 @@ def _run(run_dir: str) -> Run:
     return Run(p.name, p)
 
 
-@task(name="open-run", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+@retrying_task("open-run")
 def open_run(cfg: RunConfig) -> str:
     """A new `running` run directory in the registry."""
     return str(new_run(cfg.artifacts_dir, cfg.profile, cfg.model_dump(mode="json")).dir)
 
 
-@task(name="record", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+@retrying_task("record")
 def record(run_dir: str, **fields: Any) -> None:
     update_manifest(_run(run_dir), **fields)
 
@@ -49,7 +49,8 @@ def copy_adapter(adapter_dir: str, run_dir: str) -> str:
 @task(name="publish-report")
 def publish_report(
     run_dir: str,
-    spec: dict[str, Any],
+    encoder: EncoderConfig,
+    adapter: str | None,
     metrics: dict[str, Any],
     champion: dict[str, Any] | None,
     max_pairs: int | None = None,
@@ -61,9 +62,9 @@ def publish_report(
     """
     from bellm.evaluation import evaluate_with_scores
     from bellm.report import comparison_rows, report_markdown, write_report
-    from tasks.evaluate import load_spec
+    from tasks.evaluate import load_for_eval
 
-    _, scores = evaluate_with_scores(load_spec(spec), ["stsb"], max_pairs=max_pairs)
+    _, scores = evaluate_with_scores(load_for_eval(encoder, adapter), ["stsb"], max_pairs=max_pairs)
     core = ("trained", "zero_shot", "baseline")
     extra = {k: v for k, v in metrics.items() if k not in core and v is not None}
     paths = write_report(

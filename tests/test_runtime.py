@@ -115,7 +115,7 @@ def test_broken_export(tmp_path: Path, export_dir: Path) -> None:
     d = tmp_path / "broken"
     d.mkdir()
     (d / "bellm.json").write_text(json.dumps({"prompt": "{text}"}))
-    with pytest.raises(ExportFormatError, match="missing keys"):
+    with pytest.raises(ExportFormatError, match="bellm.json: kind: unknown kind None"):
         OnnxEncoder(d)
 
 

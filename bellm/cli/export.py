@@ -8,6 +8,8 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.cli.options import EncoderChoice, encoder_options
+from bellm.config import ExportConfig
 
 
 def parse_variants(text: str) -> list[str]:
@@ -18,25 +20,18 @@ def parse_variants(text: str) -> list[str]:
 
 
 @app.command("export")
+@encoder_options
 def export(
     output: Path = typer.Option(
         ..., "--output", "-o", help="export directory (replaced atomically when all gates pass)"
     ),
-    model: str = typer.Option("smollm2-135m", help="embedded name, HF directory, .gguf file or hub id"),
-    adapter: Path | None = typer.Option(None, help="a trained LoRA adapter directory (merged before export)"),
-    bidirectional_layers: str = typer.Option(
-        "2", "--bidirectional-layers", "-k", help="last k layers bidirectional (int or 'all')"
-    ),
-    pooling: str = typer.Option("last", help="last | mean | mean_span"),
-    prompt: str = typer.Option("prompteol", help="prompt name (prompteol, bellm, none) or a template with {text}"),
-    max_length: int = typer.Option(
-        64, help="max tokens per prompted sentence (the sentence is truncated, never the prompt)"
-    ),
+    encoder: EncoderChoice = None,  # type: ignore[assignment] - filled by @encoder_options
     variants: str = typer.Option("fp32,int8", help="comma-separated: fp32 (always built), fp16 (CUDA), int8 (CPU)"),
     attention_op: str = typer.Option(
         "onnx", help="onnx (ONNX Attention) | ms_mha (com.microsoft.MultiHeadAttention, CUDA-friendly)"
     ),
-    opset: int = typer.Option(23, help="ONNX opset (>= 23)"),
+    opset: int = typer.Option(ExportConfig.model_fields["opset"].default,
+                              help=ExportConfig.model_fields["opset"].description),
     sts_gate: bool = typer.Option(
         True, help="publish a variant only if its STS-B test Spearman is within --max-drop of fp32"
     ),
@@ -47,7 +42,6 @@ def export(
 ) -> None:
     """Export to ONNX: graph check (last k layers bidirectional), PyTorch parity, variant gates, then publish."""
     with user_errors():
-        from bellm.encoder import load_encoder
         from bellm.export.api import ATTENTION_OPS, export_encoder, normalize_variants
         from bellm.export.check import GraphCheckError
         from bellm.export.parity import ParityError
@@ -55,11 +49,7 @@ def export(
         wanted = normalize_variants(parse_variants(variants))
         if attention_op not in ATTENTION_OPS:
             raise ValueError(f"--attention-op must be one of {', '.join(ATTENTION_OPS)}, got {attention_op!r}")
-        if adapter is not None and not adapter.is_dir():
-            raise FileNotFoundError(f"{adapter}: adapter directory not found")
-        k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
-        enc = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length,
-                           adapter=adapter)
+        enc = encoder.load()
         try:
             result = export_encoder(enc, output, wanted, attention_op=attention_op, opset=opset, sts_gate=sts_gate,
                                     sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop)

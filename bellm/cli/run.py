@@ -32,7 +32,7 @@ def run(
     Uses a Prefect server if PREFECT_API_URL is set, otherwise Prefect's ephemeral mode. Results land in
     artifacts/runs/<timestamp>-<id>/ (see artifacts/README.md); exit code 1 if a gate or check fails.
     """
-    from bellm.config import build_config
+    from bellm.config import build_config, preflight
 
     with user_errors():
         overrides: dict = json.loads(config.read_text()) if config else {}
@@ -41,7 +41,7 @@ def run(
 
             keys, value = parse_override(item)
             overrides[".".join(keys)] = value
-        build_config(profile, overrides)  # fail fast on a bad config, before Prefect starts
+        preflight(build_config(profile, overrides))  # fail fast on a bad config or missing extra, before Prefect
     prefect_env()
     from flows.train_eval_export import train_eval_export
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bellm.config import RunConfig
+from bellm.contract import AdapterDescriptor
 from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
 from bellm.io import atomic_path, sha256_text, write_json_atomic, write_text_atomic
@@ -237,11 +238,10 @@ class Trainer:
 
     # ---- evaluation and outputs ----------------------------------------------------------------------
 
-    def metadata(self, **extra: Any) -> dict[str, Any]:
-        meta = adapter_metadata(self.cfg, self.res, self.module, self.data.files, extra)
-        meta["global_batch"] = self.gb
-        meta["dev_pairs"] = self.cfg.data.dev_pairs if self.dev is not None else None
-        return meta
+    def metadata(self, **extra: Any) -> AdapterDescriptor:
+        dev = self.cfg.data.dev_pairs if self.dev is not None else None
+        return adapter_metadata(self.cfg, self.res, self.module, self.data.files,
+                                {"global_batch": self.gb, "dev_pairs": dev, **extra})
 
     def evaluate(self) -> float | None:
         score = None
