@@ -1,0 +1,46 @@
+"""`bellm serve`: an HTTP embedding server (OpenAI + TEI APIs) over an ONNX export, a run, or the champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bellm.cli import app
+from bellm.cli.common import user_errors
+
+
+@app.command("serve")
+def serve(
+    target: str = typer.Argument(..., help="an export directory (variant or root), a run id, or 'champion'"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8080, help="TCP port"),
+    variant: str | None = typer.Option(None, help="fp32 | fp16 | int8 (default: fp32 when the target has several)"),
+    model_name: str | None = typer.Option(None, help="name reported in responses (default: run id/variant)"),
+    max_batch_size: int = typer.Option(32, help="texts per forward pass, shared by concurrent requests"),
+    max_batch_tokens: int = typer.Option(16384, help="padded tokens per forward pass (longest-first split)"),
+    max_wait_ms: float = typer.Option(2.0, help="how long a queued text may wait for batch mates"),
+    max_inputs: int = typer.Option(256, help="texts per request (more: 413)"),
+    max_chars: int = typer.Option(20000, help="characters per text (more: 413)"),
+    max_queue: int = typer.Option(4096, help="texts waiting for the model (more: 429)"),
+    truncate: bool = typer.Option(True, help="default for requests: cut texts past max_length (no: 413)"),
+    threads: int | None = typer.Option(None, help="onnxruntime intra-op threads (default: all cores)"),
+    providers: str | None = typer.Option(None, help="comma-separated ORT providers (default: TensorRT/CUDA/CPU)"),
+    artifacts: Path | None = typer.Option(None, help="registry root for run ids (default ./artifacts)"),
+    log_level: str = typer.Option("info", help="uvicorn log level"),
+) -> None:
+    """Serve embeddings over HTTP: POST /v1/embeddings (OpenAI), POST /embed (TEI), GET /health, /info, /metrics."""
+    with user_errors():
+        from bellm.config import ServeConfig
+        from bellm.serve import build_app, resolve_target, run_server
+
+        cfg = ServeConfig(  # a bad value is a pydantic ValidationError, i.e. a ValueError: one clear line
+            host=host, port=port, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
+            max_wait_ms=max_wait_ms, max_inputs=max_inputs, max_chars=max_chars, max_queue=max_queue,
+            truncate=truncate, threads=threads,
+            providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
+        )
+        path, default_name = resolve_target(target, variant, artifacts)  # ExportFormatError is a ValueError
+        server_app = build_app(path, cfg, model_name or default_name)
+        typer.echo(f"serving {path} as {model_name or default_name!r} on http://{host}:{port}", err=True)
+    run_server(server_app, cfg, log_level)

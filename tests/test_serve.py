@@ -1,0 +1,323 @@
+"""`bellm serve`: a real uvicorn server over the tiny export, called with httpx and the openai client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from export_helpers import shared_export
+from serve_helpers import free_port, running, wait_healthy
+
+from bellm.config import ServeConfig
+from bellm.runtime import OnnxEncoder
+from bellm.serve import resolve_target
+from bellm.serve.app import create_app
+from bellm.serve.batcher import split_longest_first
+
+SENTENCES = [
+    "A man is playing a guitar.",
+    "Two dogs run across a snowy field.",
+    "The stock market fell sharply on Monday after the announcement of new tariffs on imported steel.",
+    "ok",
+    "",
+    "A woman slices an onion in a small kitchen while the radio plays.",
+    "word " * 200,  # longer than max_length=24: truncated and reported
+    "Ein Mann spielt Gitarre.",
+]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    return shared_export(str(tiny_model_dir), str(tmp_path_factory.getbasetemp()))[0]
+
+
+@pytest.fixture(scope="module")
+def rt(export_dir: Path) -> OnnxEncoder:
+    return OnnxEncoder(export_dir / "fp32", providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def url(rt: OnnxEncoder):
+    cfg = ServeConfig(max_batch_size=16, max_batch_tokens=256, max_wait_ms=5, max_inputs=8, max_chars=2000)
+    with running(create_app(rt, cfg, "tiny")) as u:
+        yield u
+
+
+def post(url: str, path: str, body: object) -> httpx.Response:
+    return httpx.post(url + path, json=body, timeout=30)
+
+
+def test_split_longest_first_respects_the_token_budget() -> None:
+    lengths = [3, 9, 5, 9, 1, 30]
+    chunks = split_longest_first(lengths, max_tokens=20)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
+    flat = [lengths[i] for c in chunks for i in c]
+    assert flat == sorted(lengths, reverse=True)  # longest first
+    assert chunks[0] == [5]  # longer than the budget on its own: a chunk of one
+    assert all(len(c) * lengths[c[0]] <= 20 for c in chunks[1:])
+
+
+def test_openai_float_and_base64_match_encode(url: str, rt: OnnxEncoder) -> None:
+    texts = SENTENCES[:4]
+    ref = rt.encode(texts)
+    r = post(url, "/v1/embeddings", {"model": "tiny", "input": texts})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "list" and body["model"] == "tiny" and len(body["data"]) == 4
+    assert [d["index"] for d in body["data"]] == [0, 1, 2, 3]
+    got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    tokens = sum(min(len(rt.tokenizer.encode(rt.template.format(text=t)).ids), rt.max_length) for t in texts)
+    assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    r64 = post(url, "/v1/embeddings", {"model": "tiny", "input": texts, "encoding_format": "base64"}).json()
+    got64 = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r64["data"]])
+    np.testing.assert_allclose(got64, ref, atol=1e-5)
+    single = post(url, "/v1/embeddings", {"input": "A man is playing a guitar."}).json()
+    np.testing.assert_allclose(single["data"][0]["embedding"], ref[0], atol=1e-5)
+
+
+def test_openai_python_client(url: str, rt: OnnxEncoder) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    texts = SENTENCES[:3]
+    res = client.embeddings.create(model="tiny", input=texts)  # the client asks for base64 and decodes it
+    np.testing.assert_allclose(np.array([d.embedding for d in res.data]), rt.encode(texts), atol=1e-5)
+    res = client.embeddings.create(model="tiny", input="Two dogs run across a snowy field.", encoding_format="float")
+    np.testing.assert_allclose(res.data[0].embedding, rt.encode(texts[1]), atol=1e-5)
+    assert res.usage.prompt_tokens > 0
+    with pytest.raises(openai.APIStatusError) as e:
+        client.embeddings.create(model="tiny", input=["x"] * 9)
+    assert e.value.status_code == 413 and "limit is 8" in str(e.value)
+
+
+def test_tei_embed(url: str, rt: OnnxEncoder) -> None:
+    r = post(url, "/embed", {"inputs": "Two dogs run across a snowy field."})
+    assert r.status_code == 200 and len(r.json()) == 1
+    np.testing.assert_allclose(r.json()[0], rt.encode("Two dogs run across a snowy field."), atol=1e-5)
+    r = post(url, "/embed", {"inputs": SENTENCES[:5], "normalize": True, "truncate": True})
+    np.testing.assert_allclose(np.array(r.json()), rt.encode(SENTENCES[:5]), atol=1e-5)
+    r = post(url, "/embed", {"inputs": "x", "normalize": False})
+    assert r.status_code == 422 and r.json()["error"].startswith("normalize:")
+    assert r.json()["error_type"] == "Validation"
+
+
+def test_long_input_truncated_and_reported(url: str, rt: OnnxEncoder) -> None:
+    long = SENTENCES[6]
+    r = post(url, "/v1/embeddings", {"input": ["short", long]})
+    assert r.status_code == 200 and r.json()["truncated"] == [1] and r.headers["x-bellm-truncated"] == "1"
+    np.testing.assert_allclose(r.json()["data"][1]["embedding"], rt.encode(long), atol=1e-5)
+    assert r.json()["usage"]["prompt_tokens"] == len(rt.tokenizer.encode(rt.template.format(text="short")).ids) + 24
+    for path, body in (("/v1/embeddings", {"input": ["short", long], "truncate": False}),
+                       ("/embed", {"inputs": ["short", long], "truncate": False})):
+        r = post(url, path, body)
+        assert r.status_code == 413, r.text
+        assert "[1] is longer than max_length=24" in r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/embeddings", {"input": 3}, "input"),
+        ("/v1/embeddings", {"input": ["a", 3]}, "input"),
+        ("/v1/embeddings", {"input": [[1, 2]]}, "input"),
+        ("/v1/embeddings", {"input": []}, "input"),
+        ("/v1/embeddings", {}, "input"),
+        ("/v1/embeddings", {"input": "a", "encoding_format": "int8"}, "encoding_format"),
+        ("/v1/embeddings", {"input": "a", "dimensions": 16}, "dimensions"),
+        ("/embed", {"inputs": "a", "normalize": "yes"}, "normalize"),
+        ("/embed", {"inputs": "a", "truncation_direction": "left"}, "truncation_direction"),
+        ("/embed", {"inputs": {"text": "a"}}, "inputs"),
+    ],
+)
+def test_bad_requests_are_422_naming_the_field(url: str, path: str, body: dict, field: str) -> None:
+    r = post(url, path, body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    message = err["message"] if path.startswith("/v1") else err
+    assert message.startswith(f"{field}:"), message
+    if path.startswith("/v1"):
+        assert err["param"] == field
+
+
+def test_bad_json_and_limits(url: str) -> None:
+    r = httpx.post(url + "/v1/embeddings", content=b'{"input": ', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "body"
+    r = post(url, "/embed", {"inputs": ["x"] * 9})
+    assert r.status_code == 413 and "limit is 8" in r.json()["error"]
+    r = post(url, "/v1/embeddings", {"input": ["ok", "y" * 2001]})
+    assert r.status_code == 413 and "input[1] has 2001 characters" in r.json()["error"]["message"]
+
+
+def test_health_info_metrics(url: str, rt: OnnxEncoder) -> None:
+    assert httpx.get(url + "/health").json()["status"] == "ok"
+    info = httpx.get(url + "/info").json()
+    contract = json.loads((rt.path / "bellm.json").read_text())
+    assert {k: info[k] for k in contract} == contract
+    assert info["server"]["max_batch_size"] == 16 and info["server"]["model_id"] == "tiny"
+    post(url, "/embed", {"inputs": ["metrics please"]})
+    text = httpx.get(url + "/metrics").text
+    for name in ("bellm_requests_total", "bellm_request_seconds_bucket", "bellm_batch_size_bucket",
+                 "bellm_batch_seconds_bucket", "bellm_queue_depth", "bellm_inputs_total", "bellm_tokens_total"):
+        assert name in text, name
+    assert 'bellm_requests_total{code="200",endpoint="/embed"}' in text
+
+
+def test_queue_full_is_429_and_the_queued_request_still_completes(rt: OnnxEncoder) -> None:
+    # The first request waits up to 1.5 s for batch mates, holding 3 of the 4 queue slots.
+    cfg = ServeConfig(max_batch_size=64, max_wait_ms=1500, max_queue=4, max_inputs=4)
+    with running(create_app(rt, cfg, "tiny")) as u:
+        first: dict[str, httpx.Response] = {}
+        t = threading.Thread(target=lambda: first.setdefault("r", post(u, "/embed", {"inputs": ["a", "b", "c"]})))
+        t.start()
+        deadline = time.monotonic() + 10
+        while "bellm_queue_depth 3.0" not in httpx.get(u + "/metrics").text:
+            assert time.monotonic() < deadline, "the first request never queued"
+            time.sleep(0.02)
+        r = post(u, "/v1/embeddings", {"input": ["d", "e"]})
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "overloaded"
+        t.join()
+        assert first["r"].status_code == 200
+        np.testing.assert_allclose(np.array(first["r"].json()), rt.encode(["a", "b", "c"]), atol=1e-5)
+        assert 'bellm_rejected_total{reason="queue_full"} 1.0' in httpx.get(u + "/metrics").text
+
+
+def test_load_16_clients_x_50_requests_nothing_lost_or_mixed(url: str, rt: OnnxEncoder) -> None:
+    """Every answer equals encoding that request alone; batches really were shared."""
+    rng = random.Random(0)
+    pool = SENTENCES + [f"sentence number {i} about {w}" for i, w in enumerate(["cats", "rain", "trains"] * 8)]
+    plans = [[rng.sample(pool, rng.randint(1, 4)) for _ in range(50)] for _ in range(16)]
+    expected = {tuple(t): rt.encode(t) for plan in plans for t in plan}
+    answers: list[tuple[list[str], np.ndarray]] = []
+
+    async def client(plan: list[list[str]]) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+            for texts in plan:
+                fmt = rng.choice(["float", "base64"])
+                r = await c.post("/v1/embeddings", json={"input": texts, "encoding_format": fmt})
+                assert r.status_code == 200, r.text
+                data = r.json()["data"]
+                assert [d["index"] for d in data] == list(range(len(texts)))
+                vecs = [np.frombuffer(base64.b64decode(d["embedding"]), "<f4") if fmt == "base64"
+                        else np.asarray(d["embedding"], np.float32) for d in data]
+                answers.append((texts, np.stack(vecs)))
+
+    before = _batch_stats(url)
+
+    async def main() -> None:
+        await asyncio.gather(*(client(p) for p in plans))
+
+    asyncio.run(main())
+    assert len(answers) == 16 * 50
+    for texts, got in answers:
+        np.testing.assert_allclose(got, expected[tuple(texts)], atol=1e-5)
+    n_batches, n_texts = (a - b for a, b in zip(_batch_stats(url), before, strict=True))
+    assert n_texts == sum(len(t) for t, _ in answers)
+    assert n_batches < n_texts, "no two texts ever shared a forward pass"
+
+
+def _batch_stats(url: str) -> tuple[float, float]:
+    lines = httpx.get(url + "/metrics").text.splitlines()
+    val = {ln.split()[0]: float(ln.split()[1]) for ln in lines if ln.startswith("bellm_batch_size_")}
+    return val["bellm_batch_size_count"], val["bellm_batch_size_sum"]
+
+
+def test_resolve_run_id_and_champion(export_dir: Path, tmp_path: Path) -> None:
+    from bellm.registry import new_run, promote
+
+    run = new_run(tmp_path, "quick", {})
+    (run.dir / "onnx").symlink_to(export_dir)
+    d, name = resolve_target(run.id, artifacts=tmp_path)
+    assert d == run.dir / "onnx" / "fp32" and name == f"{run.id}/fp32"
+    assert resolve_target(run.id, "int8", artifacts=tmp_path)[0].name == "int8"
+    with pytest.raises(ValueError, match="no champion"):
+        resolve_target("champion", artifacts=tmp_path)
+    promote(run.id, tmp_path, force=True)
+    assert resolve_target("champion", artifacts=tmp_path)[0] == d
+    with pytest.raises(ValueError, match="neither an export directory nor a run id"):
+        resolve_target("nope", artifacts=tmp_path)
+    assert resolve_target(str(export_dir))[1] == "tiny/fp32"
+
+
+def test_serving_never_imports_torch(export_dir: Path) -> None:
+    code = (
+        "import sys, threading, httpx, uvicorn, socket\n"
+        "import bellm.cli as cli\n"
+        "cli._register()\n"
+        "from bellm.serve import build_app\n"
+        f"app = build_app({str(export_dir / 'fp32')!r})\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]\n"
+        "srv = uvicorn.Server(uvicorn.Config(app, log_level='warning'))\n"
+        "t = threading.Thread(target=srv.run, kwargs={'sockets': [s]}); t.start()\n"
+        "import time\n"
+        "for _ in range(300):\n"
+        "    try:\n"
+        "        if httpx.get(f'http://127.0.0.1:{port}/health').status_code == 200: break\n"
+        "    except httpx.HTTPError: time.sleep(0.1)\n"
+        "r = httpx.post(f'http://127.0.0.1:{port}/v1/embeddings', json={'input': ['hi']})\n"
+        "assert r.status_code == 200, r.text\n"
+        "srv.should_exit = True; t.join()\n"
+        "bad = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
+
+
+def test_cli_serve_drains_the_queue_on_sigterm(export_dir: Path, rt: OnnxEncoder) -> None:
+    """A real `bellm serve` process: requests queued when SIGTERM arrives are still answered, then it exits."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-c", "from bellm.cli import main; main()", "serve", str(export_dir), "--port", str(port),
+           "--max-wait-ms", "1500", "--max-batch-size", "64", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        wait_healthy(url, timeout=120, proc=proc)
+        texts = [[f"request {i}", "shared words"] for i in range(5)]
+        results: dict[int, httpx.Response] = {}
+
+        def call(i: int) -> None:
+            results[i] = post(url, "/v1/embeddings", {"input": texts[i]})
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while "bellm_queue_depth 10.0" not in httpx.get(url + "/metrics").text:
+            assert time.monotonic() < deadline, "requests never queued"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=30)
+        # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is -SIGTERM (or 0)
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in proc.communicate(timeout=10)[1]
+        for i in range(5):
+            assert results[i].status_code == 200, results[i].text
+            got = np.array([d["embedding"] for d in results[i].json()["data"]])
+            np.testing.assert_allclose(got, rt.encode(texts[i]), atol=1e-5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_cli_serve_bad_target_is_one_line(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-c", "from bellm.cli import main; main()", "serve", "no-such-run",
+                          "--artifacts", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "error:" in res.stderr and "Traceback" not in res.stderr
