@@ -22,6 +22,27 @@ def unwrap_decoder(model: nn.Module) -> nn.Module:
     return unwrap(model)
 
 
+def truncate_decoder(model: nn.Module, keep_layers: int | None) -> nn.Module:
+    """Drop the decoder's top layers in place, keeping the bottom `keep_layers` (the final norm stays).
+
+    Intermediate layers read out through the final norm can beat the last one (SmolLM2-135M: layer 28 of
+    30 on STS-B dev), and a shorter model is faster by L/keep. The config is updated so every consumer
+    (PEFT, masks, export) sees the truncated depth."""
+    if keep_layers is None:
+        return model
+    inner = unwrap_decoder(model)
+    n = len(inner.layers)
+    if not 1 <= keep_layers <= n:
+        raise ValueError(f"keep_layers must be in [1, {n}] for this model, got {keep_layers}")
+    if keep_layers < n:
+        inner.layers = nn.ModuleList(list(inner.layers)[:keep_layers])
+        for cfg in {id(inner.config): inner.config, id(model.config): model.config}.values():
+            cfg.num_hidden_layers = keep_layers
+            if isinstance(getattr(cfg, "layer_types", None), list):
+                cfg.layer_types = cfg.layer_types[:keep_layers]
+    return model
+
+
 class BellmBackbone(nn.Module):
     """Token states (B,S,H) from a decoder whose last `k` layers are bidirectional."""
 

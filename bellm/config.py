@@ -51,6 +51,9 @@ class EncoderConfig(_Section):
     prompt: str = Field(DEFAULT_PROMPT, description="prompt name (prompteol, bellm, none) or template with {text}")
     max_length: int = Field(64, ge=8, le=8192, description="max tokens per prompted text; the text is cut, "
                             "never the prompt")
+    keep_layers: int | None = Field(
+        None, ge=1, description="decoder layers kept from the bottom (top ones removed, final norm kept); None: all"
+    )
 
     @field_validator("bidirectional_layers", mode="before")
     @classmethod
@@ -74,6 +77,14 @@ class EncoderConfig(_Section):
         resolve_prompt(v)
         return v
 
+    @model_validator(mode="after")
+    def _depth(self) -> EncoderConfig:
+        k, keep = self.bidirectional_layers, self.keep_layers
+        if keep is not None and isinstance(k, int) and k > keep:
+            raise ValueError(f"bidirectional_layers={k} exceeds keep_layers={keep}: the last k of the kept layers "
+                             "are made bidirectional")
+        return self
+
     @property
     def model_source(self) -> str:
         return self.source or DEFAULT_MODEL
@@ -86,7 +97,7 @@ class EncoderConfig(_Section):
     def from_descriptor(cls, desc: AdapterDescriptor) -> EncoderConfig:
         """The settings an adapter was trained with (its `bellm.json`)."""
         return cls(source=desc.base_model, bidirectional_layers=desc.bidirectional_layers, pooling=desc.pooling,
-                   prompt=desc.prompt, max_length=desc.max_length)
+                   prompt=desc.prompt, max_length=desc.max_length, keep_layers=desc.keep_layers)
 
     def explicit(self) -> dict[str, Any]:
         """The settings given explicitly (not defaults)."""
@@ -167,6 +178,9 @@ class TrainConfig(_Section):
     keep_checkpoints: int = Field(2, ge=1, description="how many step checkpoints to keep on disk")
     select_best: bool = Field(True, description="with eval_every: adapter/ holds the best-dev step, not the last")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32", description="autocast of forward passes; auto: bf16 on CUDA and on CPUs with native bf16, else fp32"
+    )
     progress: bool = Field(True, description="show a progress bar (rank 0)")
 
 
@@ -251,6 +265,9 @@ class RunConfig(_Section):
             raise ValueError("train.warmup_steps must not exceed train.max_steps")
         if self.encoder.source is not None:
             raise ValueError("encoder.source: a run's model source is model.source (set it there, once)")
+        keep, only = self.encoder.keep_layers, self.lora.layers
+        if keep is not None and only is not None and only > keep:
+            raise ValueError(f"lora.layers={only} exceeds encoder.keep_layers={keep}")
         warn_if_degenerate(self.encoder.bidirectional_layers, self.encoder.pooling)
         return self
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import DegenerateConfigWarning, EncoderConfig, encoder_config, warn_if_degenerate  # noqa: F401
 from bellm.contract import read_adapter_descriptor
 from bellm.io import sha256_dir, sha256_text
@@ -94,7 +94,7 @@ class Encoder:
             "adapter_sha256": self.adapter_sha256,
             "bidirectional_layers": self.k,
             "num_layers": self.num_layers,
-            "keep_layers": getattr(self.module.backbone, "keep_layers", None),
+            "keep_layers": self.config.keep_layers if self.config is not None else None,
             "pooling": self.pooling,
             "prompt": self.template,
             "max_length": self.max_length,
@@ -184,6 +184,7 @@ def load_encoder(
         cfg, res = settle_adapter(cfg, adapter, override_adapter, check_sha256)
     res = res or resolve_source(cfg.model_source)
     decoder = load_model(res, dtype=dtype, attn_implementation=attn_implementation, causal_lm=False)
+    truncate_decoder(decoder, cfg.keep_layers)  # before the adapter: it was trained on the truncated stack
     adapter_sha = None
     if adapter is not None:
         from peft import PeftModel

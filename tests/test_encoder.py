@@ -139,3 +139,26 @@ def test_real_model_k1_last_equals_causal_and_batch_invariance() -> None:
     alone = e2.encode([SHORT])
     for side in ("left", "right"):
         np.testing.assert_allclose(e2.encode(texts, padding_side=side, batch_size=3)[0], alone[0], atol=1e-4)
+
+
+def test_keep_layers_drops_the_top_layers_and_keeps_the_norm(tiny_model_dir: Path) -> None:
+    """keep_layers=ℓ equals the full model's state after layer ℓ through the final norm (k counted from the top)."""
+    import torch
+
+    from bellm.encoder import load_encoder
+
+    full = load_encoder(str(tiny_model_dir), bidirectional_layers=0, pooling="last")
+    cut = load_encoder(str(tiny_model_dir), bidirectional_layers=0, pooling="last", keep_layers=2)
+    assert cut.num_layers == 2 and full.num_layers == 4
+    ids = torch.tensor([[5, 6, 7, 8]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        _, states = full.module.backbone(ids, mask, output_hidden_states=True)
+        dec = full.module.backbone.decoder
+        want = dec.norm(states[1])[:, -1]  # (1,H) after layer 2 of 4
+        got = cut.module(ids, mask)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    bidir = load_encoder(str(tiny_model_dir), bidirectional_layers=1, pooling="mean", keep_layers=3)
+    assert bidir.module.backbone.flags == [False, False, True]
+    with pytest.raises(ValueError, match="keep_layers"):
+        load_encoder(str(tiny_model_dir), keep_layers=5)

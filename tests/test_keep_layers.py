@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from bellm.cli import _register, app
@@ -26,23 +25,6 @@ def adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     cfg = build_config("smoke", {"model": {"source": str(tiny_model_dir)}, "train": {"progress": False},
                                  "encoder": {"keep_layers": 3, "bidirectional_layers": 2, "pooling": "mean"}})
     return train(cfg, tmp_path_factory.mktemp("keep-run")).adapter_dir
-
-
-def test_truncated_zero_shot_is_the_lower_layer_read_out(tiny_model_dir: Path) -> None:
-    """k=0 with 3 of 4 layers kept = the full model's layer-3 state through the final norm."""
-    from bellm.encoder import load_encoder
-    from bellm.models import load_model
-
-    enc = load_encoder(str(tiny_model_dir), bidirectional_layers=0, keep_layers=3)
-    assert enc.num_layers == 3 and enc.describe()["keep_layers"] == 3
-    full = load_model(str(tiny_model_dir), causal_lm=False)
-    ids = torch.randint(1, 1000, (2, 7), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    with torch.no_grad():
-        states = full(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        want = full.norm(states[3])  # (B,S,H) after layer 3 (index 0 is the embeddings)
-        got = enc.module.backbone(ids, mask)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 def test_adapter_descriptor_records_it(adapter: Path) -> None:

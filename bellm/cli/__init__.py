@@ -30,7 +30,7 @@ def _register() -> None:
     # Each module adds its command(s) to `app` on import.
     from bellm.cli import encode  # noqa: F401
 
-    for optional in ("eval", "train", "export", "runs", "run", "ablate", "serve"):
+    for optional in ("eval", "train", "export", "runs", "run", "ablate", "sweep", "serve"):
         try:
             __import__(f"bellm.cli.{optional}")
         except ModuleNotFoundError as e:

@@ -1,7 +1,7 @@
 """The one encoder-option block of the CLI, generated from `EncoderConfig` (names, help, defaults).
 
 `@encoder_options` adds `--model`, `--adapter`, `-k/--bidirectional-layers`, `--pooling`, `--prompt`,
-`--max-length` and `--override-adapter` to a command and hands it one `EncoderChoice`. Every flag
+`--max-length`, `--keep-layers` and `--override-adapter` to a command and hands it one `EncoderChoice`. Every flag
 defaults to "not given", so an adapter's `bellm.json` supplies what the user did not say, and a flag that
 contradicts it is an error unless `--override-adapter` is given.
 """
@@ -25,7 +25,7 @@ _ADAPTER_WINS = "; with --adapter: the adapter's setting"
 
 def _help(name: str, text: str | None = None) -> str:
     f = _F[name]
-    default = "the embedded model" if name == "source" else f.default
+    default = {"source": "the embedded model", "keep_layers": "all"}.get(name, f.default)
     return f"{text or f.description} (default: {default}{_ADAPTER_WINS})"
 
 
@@ -39,6 +39,9 @@ _OPTIONS: list[tuple[str, Any, Any]] = [
     ("pooling", str | None, typer.Option(None, help=_help("pooling"), show_default=False)),
     ("prompt", str | None, typer.Option(None, help=_help("prompt"), show_default=False)),
     ("max_length", int | None, typer.Option(None, help=_help("max_length"), show_default=False)),
+    ("keep_layers", int | None, typer.Option(None, help=_help("keep_layers", "decoder layers kept from the bottom "
+                                                              "(the top ones are removed; the last k count from the "
+                                                              "new top)"), show_default=False)),
     ("adapter", Path | None, typer.Option(
         None, help="a trained LoRA adapter directory (merged before use); its bellm.json sets every encoder option "
         "not given")),

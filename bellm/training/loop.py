@@ -26,6 +26,7 @@ from bellm.config import RunConfig
 from bellm.contract import AdapterDescriptor
 from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
+from bellm.hardware import autocast
 from bellm.io import atomic_path, sha256_text, write_json_atomic, write_text_atomic
 from bellm.losses import pair_objective, triplet_objective
 from bellm.models import resolve_source
@@ -193,8 +194,7 @@ class Trainer:
 
     def micro_loss(self, model: torch.nn.Module, mb: MicroBatch) -> dict[str, torch.Tensor]:
         dev = self.info.device
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
-        with amp:
+        with autocast(self.cfg.train.precision, dev.type):
             emb = model(mb.input_ids.to(dev), mb.attention_mask.to(dev))  # (G·b,H)
         groups = list(emb.float().split(mb.size))  # G × (b,H)
         ids = list(mb.ids.to(dev).split(mb.size))  # G × (b,)
@@ -247,8 +247,9 @@ class Trainer:
         score = None
         if self.info.is_main:
             assert self.dev is not None
-            score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
-                                 self.cfg.eval.batch_size, self.info.device)
+            with autocast(self.cfg.train.precision, self.info.device.type):
+                score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
+                                     self.cfg.eval.batch_size, self.info.device)
             if self.best is None or score > self.best["dev_spearman"]:
                 self.best = {"step": self.step, "dev_spearman": score}
                 save_adapter(self.out / "best", self.peft,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import RunConfig
 from bellm.contract import AdapterDescriptor, read_adapter_descriptor, write_descriptor
 from bellm.families import family_of
@@ -42,6 +42,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     decoder = load_model(
         res, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation, causal_lm=False
     )
+    truncate_decoder(decoder, cfg.encoder.keep_layers)
     targets = list(cfg.lora.target_modules or family_of(decoder.config).lora_targets)
     bad = [t for t in targets if t in FORBIDDEN_TARGETS]
     if bad:
@@ -101,7 +102,7 @@ def adapter_metadata(
         base_model_sha256=res.sha256,
         bidirectional_layers=backbone.k,
         num_layers=backbone.num_layers,
-        keep_layers=getattr(backbone, "keep_layers", None),
+        keep_layers=cfg.encoder.keep_layers,
         pooling=module.pooling,
         prompt=resolve_prompt(cfg.encoder.prompt),
         prompt_name=cfg.encoder.prompt if cfg.encoder.prompt in PROMPTS else None,
