@@ -71,7 +71,11 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 class DescriptorError(ValueError):
     """A `bellm.json` that cannot be used: unreadable, another kind or schema version, or a bad field."""
 
-    def __init__(self, path: str | os.PathLike[str], reason: str, field_name: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], reason: str | None = None, field_name: str | None = None) -> None:
+        if reason is None:  # a plain message (no file to name)
+            self.path, self.field, self.reason = "", None, str(path)
+            super().__init__(str(path))
+            return
         self.path, self.field, self.reason = str(path), field_name, reason
         super().__init__(f"{path}: {field_name + ': ' if field_name else ''}{reason}")
 

@@ -11,6 +11,8 @@ from bellm.cli.common import user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.config import ExportConfig
 
+_X = ExportConfig()  # the defaults are written there, once
+
 
 def parse_variants(text: str) -> list[str]:
     items = [v.strip() for v in text.split(",") if v.strip()]
@@ -26,11 +28,12 @@ def export(
         ..., "--output", "-o", help="export directory (replaced atomically when all gates pass)"
     ),
     encoder: EncoderChoice = None,  # type: ignore[assignment] - filled by @encoder_options
-    variants: str = typer.Option("fp32,int8", help="comma-separated: fp32 (always built), fp16 (CUDA), int8 (CPU)"),
+    variants: str = typer.Option(",".join(_X.variants), help="comma-separated: fp32 (always built), fp16 (CUDA), "
+                                 "int8 (CPU)"),
     attention_op: str = typer.Option(
-        "onnx", help="onnx (ONNX Attention) | ms_mha (com.microsoft.MultiHeadAttention, CUDA-friendly)"
+        _X.attention_op, help="onnx (ONNX Attention) | ms_mha (com.microsoft.MultiHeadAttention, CUDA-friendly)"
     ),
-    opset: int = typer.Option(ExportConfig.model_fields["opset"].default,
+    opset: int = typer.Option(_X.opset,
                               help=ExportConfig.model_fields["opset"].description),
     sts_gate: bool = typer.Option(
         True, help="publish a variant only if its STS-B test Spearman is within --max-drop of fp32"
@@ -38,7 +41,8 @@ def export(
     sts_max_pairs: int | None = typer.Option(
         None, help="score the STS gate on the first N STS-B test pairs (smoke runs)"
     ),
-    max_drop: float = typer.Option(0.5, help="max STS-B Spearman points a variant may lose against fp32"),
+    max_drop: float = typer.Option(_X.max_spearman_drop, help="max STS-B Spearman points a variant may lose against "
+                                   "fp32"),
 ) -> None:
     """Export to ONNX: graph check (last k layers bidirectional), PyTorch parity, variant gates, then publish."""
     with user_errors():

@@ -28,6 +28,7 @@ import onnxruntime as ort
 import torch
 
 from bellm import __version__
+from bellm.config import ExportConfig
 from bellm.contract import ATTENTION_OPS, MIN_OPSET, VARIANTS, export_descriptor, write_descriptor
 from bellm.encoder import Encoder
 from bellm.export.card import model_card
@@ -48,6 +49,7 @@ from bellm.runtime import OnnxEncoder, read_contract
 from bellm.tokenize import pad_batch
 
 log = logging.getLogger(__name__)
+_DEFAULTS = ExportConfig()  # defaults are written once, in bellm.config
 
 FP32_MIN_COSINE, FP32_MAX_ABS = 0.99999, 1e-4
 FP16_MIN_COSINE = 0.999
@@ -229,12 +231,12 @@ def _summary(r: VariantResult) -> dict[str, Any]:
 def export_encoder(
     encoder: Encoder,
     output: str | os.PathLike[str],
-    variants: Sequence[str] = ("fp32", "int8"),
-    attention_op: str = "onnx",
-    opset: int = 23,
+    variants: Sequence[str] = tuple(_DEFAULTS.variants),
+    attention_op: str = _DEFAULTS.attention_op,
+    opset: int = _DEFAULTS.opset,
     sts_gate: bool | ScoreFn = True,
     sts_max_pairs: int | None = None,
-    max_spearman_drop: float = 0.5,
+    max_spearman_drop: float = _DEFAULTS.max_spearman_drop,
 ) -> ExportResult:
     """Export, check, gate and atomically publish `encoder` to OUTPUT (see the module docstring).
 

@@ -30,7 +30,6 @@ from bellm.hardware import autocast
 from bellm.io import atomic_path, sha256_text, write_json_atomic, write_text_atomic
 from bellm.losses import pair_objective, triplet_objective
 from bellm.models import resolve_source
-from bellm.prompts import resolve_prompt
 from bellm.training import checkpoint as ckpt
 from bellm.training import distributed as D
 from bellm.training.batches import (
@@ -121,7 +120,7 @@ class Trainer:
         seed_everything(t.seed)
         self.res = resolve_source(cfg.model.source)
         self.tok = hf_backend_tokenizer(self.res.path)
-        self.template = resolve_prompt(cfg.encoder.prompt)
+        self.template = cfg.encoder.template
         self.data = load_train_data(cfg.data)
         self.gb = global_batch(cfg, info.world_size)
         check_batch_fits(self.data, self.gb)

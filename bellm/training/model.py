@@ -23,7 +23,7 @@ from bellm.contract import AdapterDescriptor, read_adapter_descriptor, write_des
 from bellm.families import family_of
 from bellm.io import atomic_path
 from bellm.models import ResolvedModel, load_model
-from bellm.prompts import PROMPTS, resolve_prompt
+from bellm.prompts import PROMPTS
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -104,7 +104,7 @@ def adapter_metadata(
         num_layers=backbone.num_layers,
         keep_layers=cfg.encoder.keep_layers,
         pooling=module.pooling,
-        prompt=resolve_prompt(cfg.encoder.prompt),
+        prompt=cfg.encoder.template,
         prompt_name=cfg.encoder.prompt if cfg.encoder.prompt in PROMPTS else None,
         max_length=cfg.encoder.max_length,
         dim=int(backbone.config.hidden_size),
