@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bellm.errors import InputError
 from bellm.families import family_of, unwrap
 from bellm.masks import build_masks, convert_layers, position_ids_from_mask, resolve_k
 from bellm.pooling import l2_normalize, pool
@@ -33,7 +34,7 @@ def truncate_decoder(model: nn.Module, keep_layers: int | None) -> nn.Module:
     inner = unwrap_decoder(model)
     n = len(inner.layers)
     if not 1 <= keep_layers <= n:
-        raise ValueError(f"keep_layers must be in [1, {n}] for this model, got {keep_layers}")
+        raise InputError(f"keep_layers must be in [1, {n}] for this model, got {keep_layers}")
     if keep_layers < n:
         inner.layers = nn.ModuleList(list(inner.layers)[:keep_layers])
         for cfg in {id(inner.config): inner.config, id(model.config): model.config}.values():

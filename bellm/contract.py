@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
+from bellm.errors import InputError
 from bellm.io import sha256_file, write_json_atomic
 from bellm.prompts import PromptError, split_template
 
@@ -68,7 +69,7 @@ PROVIDERS = {"fp32": "CPU or CUDA", "fp16": "CUDA (also runs on ORT CPU, slowly)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class DescriptorError(ValueError):
+class DescriptorError(InputError):
     """A `bellm.json` that cannot be used: unreadable, another kind or schema version, or a bad field."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str | None = None, field_name: str | None = None) -> None:

@@ -19,10 +19,11 @@ from tokenizers import Tokenizer
 from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import DegenerateConfigWarning, EncoderConfig, encoder_config, warn_if_degenerate  # noqa: F401
 from bellm.contract import read_adapter_descriptor
+from bellm.errors import InputError
 from bellm.io import sha256_dir, sha256_text
 from bellm.models import ResolvedModel, load_model, resolve_source
 from bellm.prompts import resolve_prompt
-from bellm.tokenize import Encoded, RunBatch, embed_texts, encode_one
+from bellm.tokenize import Encoded, RunBatch, as_text_list, embed_texts, encode_one
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,12 @@ class Encoder:
 
     @property
     def fingerprint(self) -> str:
-        return sha256_text(json.dumps(self.describe(), sort_keys=True))[:16]
+        """Keys the embedding cache: what `describe()` says, plus the weights' dtype and the encoding code."""
+        from bellm.provenance import ENCODING_MODULES, code_fingerprint
+
+        dtype = str(next(self.module.parameters()).dtype)
+        key = {**self.describe(), "dtype": dtype, "code": code_fingerprint(ENCODING_MODULES)}
+        return sha256_text(json.dumps(key, sort_keys=True))[:16]
 
     def tokenize(self, texts: Sequence[str]) -> list[Encoded]:
         return [encode_one(self.tokenizer, self.template, t, self.max_length) for t in texts]
@@ -119,10 +125,9 @@ class Encoder:
         normalize: bool = True,
         show_progress: bool | None = None,
         padding_side: str = "right",
-        **_: Any,
     ) -> np.ndarray:
         """Embeddings (N, dim) float32 in input order; a single str gives (dim,)."""
-        n = 1 if isinstance(texts, str) else len(set(texts)) if isinstance(texts, Sequence) else 0
+        n = len(set(as_text_list(texts)[1]))
         progress = n >= PROGRESS_MIN if show_progress is None else show_progress
         bar = None
         if progress:
@@ -186,6 +191,8 @@ def load_encoder(
     decoder = load_model(res, dtype=dtype, attn_implementation=attn_implementation, causal_lm=False)
     truncate_decoder(decoder, cfg.keep_layers)  # before the adapter: it was trained on the truncated stack
     adapter_sha = None
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise InputError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
     if adapter is not None:
         from peft import PeftModel
 

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bellm.errors import InputError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -35,7 +37,7 @@ HOW_TO_ADD = (
 )
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(InputError):
     """A decoder family bellm has not been verified on (it might run, and give wrong embeddings)."""
 
 

@@ -9,6 +9,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from bellm.errors import InputError
+
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 flags for native bf16 dot products (AVX-512 BF16, AMX)
 
 
@@ -26,7 +28,7 @@ def cpu_supports_bf16() -> bool:
 def use_bf16(precision: str, device_type: str) -> bool:
     """Resolve a precision setting ("auto", "fp32", "bf16") for a device type ("cpu", "cuda")."""
     if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+        raise InputError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     if precision == "auto":
         return device_type == "cuda" or (device_type == "cpu" and cpu_supports_bf16())
     return precision == "bf16"

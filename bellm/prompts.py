@@ -8,6 +8,8 @@ same embedding). Torch-free: the ONNX runtime validates the exported template wi
 
 from __future__ import annotations
 
+from bellm.errors import InputError
+
 PROMPTS: dict[str, str] = {
     # PromptEOL (Jiang et al., 2023): the default.
     "prompteol": 'This sentence : "{text}" means in one word:"',
@@ -20,7 +22,7 @@ DEFAULT_PROMPT = "prompteol"
 _SENTINEL = "\x00bellm-text\x00"
 
 
-class PromptError(ValueError):
+class PromptError(InputError):
     """A prompt name or template that cannot be used."""
 
 

@@ -38,6 +38,7 @@ from bellm.contract import (
     load_json,
     read_export_descriptor,
 )
+from bellm.errors import InputError
 from bellm.tokenize import embed_texts, encode_one, load_tokenizer_file
 
 PREFERRED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -53,7 +54,7 @@ def pick_providers(available: Sequence[str], requested: Sequence[str] | None = N
     if requested is not None:
         missing = [p for p in requested if p not in available]
         if missing:
-            raise ValueError(f"execution provider(s) {missing} not available; this onnxruntime has {list(available)}")
+            raise InputError(f"execution provider(s) {missing} not available; this onnxruntime has {list(available)}")
         return list(requested)
     chosen = [p for p in PREFERRED_PROVIDERS if p in available]
     return chosen or list(available)
@@ -185,11 +186,13 @@ class OnnxEncoder:
         batch_size: int = 32,
         normalize: bool = True,
         padding_side: str = "right",
-        **_: Any,
+        show_progress: bool | None = None,
     ) -> np.ndarray:
-        """Embeddings (N, dim) float32 in input order, L2-normalised by the graph; a single str gives (dim,)."""
+        """Embeddings (N, dim) float32 in input order, L2-normalised by the graph; a single str gives (dim,).
+        `show_progress` is accepted for parity with `bellm.Encoder.encode` (there is no bar here); any other
+        keyword is a `TypeError`, as in Python, never silently ignored."""
         if not normalize:
-            raise ValueError("this export L2-normalises inside the graph; unnormalised embeddings are not available")
+            raise InputError("this export L2-normalises inside the graph; unnormalised embeddings are not available")
         emb, self.truncated_count = embed_texts(
             texts, lambda t: encode_one(self.tokenizer, self.template, t, self.max_length), self.run_batch, self.dim,
             batch_size, padding_side,

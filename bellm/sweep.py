@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bellm.config import RunConfig, build_config
+from bellm.errors import InputError
 from bellm.io import sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR
 
@@ -59,10 +60,10 @@ class SweepSpec(BaseModel):
     @classmethod
     def _names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not v:
-            raise ValueError("a sweep needs at least one trial")
+            raise InputError("a sweep needs at least one trial")
         bad = [n for n in v if not NAME.match(n)]
         if bad:
-            raise ValueError(f"trial names must be short slugs ([A-Za-z0-9_.-]): {bad}")
+            raise InputError(f"trial names must be short slugs ([A-Za-z0-9_.-]): {bad}")
         return v
 
     @field_validator("dev", "extra_dev")
@@ -70,7 +71,7 @@ class SweepSpec(BaseModel):
     def _no_test(cls, v: str | list[str]) -> str | list[str]:
         for path in [v] if isinstance(v, str) else v:
             if is_test_split(path):
-                raise ValueError(f"{path} is a test split: settings are chosen on development data only")
+                raise InputError(f"{path} is a test split: settings are chosen on development data only")
         return v
 
     @classmethod
@@ -78,9 +79,9 @@ class SweepSpec(BaseModel):
         try:
             tree = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read sweep spec ({e})") from None
+            raise InputError(f"{path}: cannot read sweep spec ({e})") from None
         if not isinstance(tree, dict):
-            raise ValueError(f"{path}: a sweep spec is a JSON object, got {type(tree).__name__}")
+            raise InputError(f"{path}: a sweep spec is a JSON object, got {type(tree).__name__}")
         return cls.model_validate(tree)
 
 
@@ -91,7 +92,7 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
     cfg = build_config(spec.profile, over)
     for path in cfg.data.train_pairs + cfg.data.train_triplets:
         if is_test_split(path):
-            raise ValueError(f"trial {name}: trains on test split {path}")
+            raise InputError(f"trial {name}: trains on test split {path}")
     return cfg
 
 

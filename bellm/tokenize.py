@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
+from bellm.errors import InputError
 from bellm.prompts import split_template
 
 
@@ -64,7 +65,7 @@ def encode_one(tok: Tokenizer, template: str, text: str, max_length: int) -> Enc
             return Encoded(list(short.ids), span, True)
         m -= 1
     alone = len(tok.encode(prefix + suffix).ids)
-    raise ValueError(
+    raise InputError(
         f"max_length={max_length} is too short for the prompt: it takes {alone} tokens without any text, and at "
         "least one token of text must fit"
     )
@@ -75,7 +76,7 @@ def pad_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pad encoded prompts. Returns input_ids (B,S), attention_mask (B,S), span_mask (B,S), all int64."""
     if side not in ("right", "left"):
-        raise ValueError(f"padding side must be 'right' or 'left', got {side!r}")
+        raise InputError(f"padding side must be 'right' or 'left', got {side!r}")
     seq = max(len(e.ids) for e in encs)
     ids = np.full((len(encs), seq), pad_id, dtype=np.int64)
     mask = np.zeros((len(encs), seq), dtype=np.int64)
@@ -99,7 +100,7 @@ def encode_batch(
 def batches_by_length(encs: Sequence[Encoded], batch_size: int) -> list[np.ndarray]:
     """Index batches over `encs`, longest first, so each batch pads little. Order is restored by the caller."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
     order = np.argsort(-lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -60,20 +60,20 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         adapter = copy_adapter(trained["adapter_dir"], run_dir)
         record(run_dir, training={k: v for k, v in trained.items() if k != "adapter_dir"})
 
-        # The content-keyed training output (not the run's copy), so identical re-runs hit the eval cache.
+        # The content-keyed training output (not the run's copy); the eval cache is keyed by its content hash.
         encoder, trained_adapter = cfg.encoder_config, trained["adapter_dir"]
-        model_key = trained["adapter_dir"]
+        model_key = trained["adapter_sha256"]
         max_pairs = cfg.data.max_eval_pairs
         gate = timer(
             "evaluate-gate", evaluate_suite, encoder, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key,
-            trained_adapter,
+            trained_adapter, cfg.model.dtype,
         )
         champion = read_champion(cfg)
         verdict = timer("gates", enforce_gates_task, gate, gate_subset(cfg.eval.gates, gate["tasks"]), None)
 
         full = timer(
             "evaluate-full", evaluate_suite, encoder, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size, model_key,
-            trained_adapter,
+            trained_adapter, cfg.model.dtype,
         )
         zero = timer(
             "evaluate-zero-shot",
@@ -83,6 +83,8 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
             max_pairs,
             cfg.eval.batch_size,
             base["sha256"],
+            None,
+            cfg.model.dtype,
         )
         baseline = None
         if cfg.eval.baseline:

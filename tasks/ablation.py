@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 from bellm.config import RunConfig
+from bellm.provenance import code_fingerprint
 from tasks.common import content_key, retrying_task
+from tasks.evaluate import suite_data_sha256
 from tasks.train import TRAIN_SECTIONS, train_dir
 
 
@@ -28,7 +30,9 @@ def _key(context: Any, p: dict[str, Any]) -> str:
     cfg = trial_config(p["base"], p["k"], p["pooling"], p["ablation"]["steps"]).model_dump(mode="json")
     abl = {k: v for k, v in p["ablation"].items() if k not in ("ks", "poolings", "bootstrap", "seed", "zero_shot")}
     return content_key(
-        "ablation-trial", {s: cfg[s] for s in TRAIN_SECTIONS}, abl, p["trained"], p["data_sha256"], p["base_sha256"]
+        "ablation-trial", {s: cfg[s] for s in TRAIN_SECTIONS}, abl, p["trained"], p["data_sha256"], p["base_sha256"],
+        code_fingerprint(), suite_data_sha256(p["ablation"]["selection_suite"]),
+        suite_data_sha256(p["ablation"]["table_suite"]),
     )
 
 
@@ -52,7 +56,7 @@ def run_trial(
         from bellm.training import load_trained_encoder, train
 
         # Same directory scheme as the main flow's training: identical configs share (and resume) it.
-        res = train(cfg, train_dir(cfg, data_sha256, base_sha256), progress=True)
+        res = train(cfg, train_dir(cfg, data_sha256, base_sha256), progress=True, lock_timeout=None)
         info = {"steps": res.steps, "final_loss": res.final_loss, "seconds": round(res.seconds, 1)}
         encoder = load_trained_encoder(res.adapter_dir)
     else:

@@ -18,8 +18,10 @@ RETRY_DELAYS = [2, 10, 30]
 
 
 def deterministic_errors() -> tuple[type[BaseException], ...]:
-    # ImportError: a missing extra (e.g. `baseline`) does not appear by waiting.
-    errs: list[type[BaseException]] = [DataError, ConfigError, ValueError, TypeError, KeyError, ImportError]
+    # ImportError: a missing extra (e.g. `baseline`) does not appear by waiting; FloatingPointError: training
+    # diverged (NaN/inf loss) — the same inputs diverge again.
+    errs: list[type[BaseException]] = [DataError, ConfigError, ValueError, TypeError, KeyError, ImportError,
+                                       FloatingPointError]
     try:
         from bellm.gates import GateFailed
 

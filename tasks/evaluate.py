@@ -7,18 +7,19 @@ from typing import Any
 from prefect import task
 
 from bellm.config import EncoderConfig
+from bellm.provenance import code_fingerprint
 from tasks.common import content_key, retrying_task
 
 BASELINES = ("minilm",)
 
 
-def load_for_eval(encoder: EncoderConfig | str, adapter: str | None = None) -> Any:
+def load_for_eval(encoder: EncoderConfig | str, adapter: str | None = None, dtype: str | None = None) -> Any:
     """An encoder to evaluate: a bellm encoder from its config (+ a trained adapter, whose settings must agree),
     or a named baseline."""
     if isinstance(encoder, EncoderConfig):
         from bellm.encoder import load_encoder
 
-        return load_encoder(encoder, adapter=adapter)
+        return load_encoder(encoder, adapter=adapter, dtype=dtype)
     if encoder == "minilm":
         from bellm.baselines import MiniLMEncoder
 
@@ -26,11 +27,22 @@ def load_for_eval(encoder: EncoderConfig | str, adapter: str | None = None) -> A
     raise ValueError(f"unknown encoder {encoder!r}: give an EncoderConfig or one of the baselines {BASELINES}")
 
 
+def suite_data_sha256(suite: str | list[str]) -> dict[str, str]:
+    """{file: sha256} of every data file the suite reads (its content keys the evaluation cache)."""
+    from bellm.sts import load_suite
+
+    return {f: sha for t in load_suite(suite) for f, sha in t.files.items()}
+
+
 def _eval_key(context: Any, params: dict[str, Any]) -> str:
+    """Encoder (incl. dtype, adapter), suite, pair cap, the model's content hash, the suite's data hashes and the
+    code."""
     enc = params["encoder"]
     desc = enc.model_dump(mode="json") if isinstance(enc, EncoderConfig) else enc
-    return content_key("evaluate", desc, params.get("adapter"), params["suite"], params.get("max_pairs"),
-                       params.get("model_key"))
+    return content_key(
+        "evaluate", desc, params.get("adapter"), params.get("dtype"), params["suite"], params.get("max_pairs"),
+        params.get("model_key"), suite_data_sha256(params["suite"]), code_fingerprint(),
+    )
 
 
 @retrying_task("evaluate", cache_key_fn=_eval_key, persist_result=True)
@@ -41,6 +53,7 @@ def evaluate_suite(
     batch_size: int = 32,
     model_key: str | None = None,
     adapter: str | None = None,
+    dtype: str | None = None,
 ) -> dict[str, Any]:
     """STS result (evaluation schema) of an encoder (`load_for_eval`).
 
@@ -49,7 +62,7 @@ def evaluate_suite(
     """
     from bellm.evaluation import evaluate
 
-    return evaluate(load_for_eval(encoder, adapter), suite, max_pairs=max_pairs, batch_size=batch_size)
+    return evaluate(load_for_eval(encoder, adapter, dtype), suite, max_pairs=max_pairs, batch_size=batch_size)
 
 
 @task(name="enforce-gates", retries=0)

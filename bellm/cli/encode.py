@@ -9,6 +9,7 @@ import typer
 from bellm.cli import app
 from bellm.cli.common import user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
+from bellm.errors import InputError
 
 
 @app.command()
@@ -30,7 +31,7 @@ def encode(
 
     with user_errors():
         if output.suffix != ".npy":
-            raise ValueError(f"{output}: output must end in .npy")
+            raise InputError(f"{output}: output must end in .npy")
         sentences = read_sentences(input)
         enc = encoder.load()
         emb = enc.encode(sentences.texts, batch_size=batch_size, normalize=normalize)

@@ -10,6 +10,7 @@ from bellm.cli import app
 from bellm.cli.common import user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.config import ExportConfig
+from bellm.errors import InputError
 
 _X = ExportConfig()  # the defaults are written there, once
 
@@ -17,7 +18,7 @@ _X = ExportConfig()  # the defaults are written there, once
 def parse_variants(text: str) -> list[str]:
     items = [v.strip() for v in text.split(",") if v.strip()]
     if not items:
-        raise ValueError("--variants is empty; give e.g. fp32,int8")
+        raise InputError("--variants is empty; give e.g. fp32,int8")
     return items
 
 
@@ -25,7 +26,8 @@ def parse_variants(text: str) -> list[str]:
 @encoder_options
 def export(
     output: Path = typer.Option(
-        ..., "--output", "-o", help="export directory (replaced atomically when all gates pass)"
+        ..., "--output", "-o", help="export directory (replaced atomically when all gates pass; a non-empty "
+        "directory that is not a previous bellm export is refused unless --overwrite)"
     ),
     encoder: EncoderChoice = None,  # type: ignore[assignment] - filled by @encoder_options
     variants: str = typer.Option(",".join(_X.variants), help="comma-separated: fp32 (always built), fp16 (CUDA), "
@@ -43,20 +45,24 @@ def export(
     ),
     max_drop: float = typer.Option(_X.max_spearman_drop, help="max STS-B Spearman points a variant may lose against "
                                    "fp32"),
+    overwrite: bool = typer.Option(
+        False, help="replace OUTPUT even if it holds files that are not a previous bellm export"
+    ),
 ) -> None:
     """Export to ONNX: graph check (last k layers bidirectional), PyTorch parity, variant gates, then publish."""
     with user_errors():
-        from bellm.export.api import ATTENTION_OPS, export_encoder, normalize_variants
+        from bellm.export.api import ATTENTION_OPS, check_destination, export_encoder, normalize_variants
         from bellm.export.check import GraphCheckError
         from bellm.export.parity import ParityError
 
         wanted = normalize_variants(parse_variants(variants))
+        check_destination(output, overwrite)  # before loading a model: refuse at once
         if attention_op not in ATTENTION_OPS:
-            raise ValueError(f"--attention-op must be one of {', '.join(ATTENTION_OPS)}, got {attention_op!r}")
+            raise InputError(f"--attention-op must be one of {', '.join(ATTENTION_OPS)}, got {attention_op!r}")
         enc = encoder.load()
         try:
             result = export_encoder(enc, output, wanted, attention_op=attention_op, opset=opset, sts_gate=sts_gate,
-                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop)
+                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop, overwrite=overwrite)
         except (ParityError, GraphCheckError) as e:
             typer.secho(f"export failed, nothing published: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None

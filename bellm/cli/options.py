@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 import typer
 
 from bellm.config import EncoderConfig
+from bellm.errors import InputError
 
 _F = EncoderConfig.model_fields
 _ADAPTER_WINS = "; with --adapter: the adapter's setting"
@@ -64,7 +65,7 @@ class EncoderChoice:
         from bellm.encoder import load_encoder
 
         if self.adapter is not None and not self.adapter.is_dir():
-            raise FileNotFoundError(f"{self.adapter}: adapter directory not found")
+            raise InputError(f"{self.adapter}: adapter directory not found")
         return load_encoder(self.config, adapter=self.adapter, override_adapter=self.override_adapter, **kwargs)
 
 

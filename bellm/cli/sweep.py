@@ -9,6 +9,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.errors import InputError
 
 
 @app.command("sweep")
@@ -33,7 +34,7 @@ def sweep(
         names = list(spec.trials) if only is None else only.split(",")
         unknown = [n for n in names if n not in spec.trials]
         if unknown:
-            raise ValueError(f"{spec_file}: no trial named {', '.join(unknown)}")
+            raise InputError(f"{spec_file}: no trial named {', '.join(unknown)}")
     root = bellm_home() / "sweeps"
     out = output or artifacts_dir() / "sweeps" / f"{spec_file.stem}-{sweep_id(spec)}"
     results = []

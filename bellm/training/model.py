@@ -20,6 +20,7 @@ import torch
 from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import RunConfig
 from bellm.contract import AdapterDescriptor, read_adapter_descriptor, write_descriptor
+from bellm.errors import InputError
 from bellm.families import family_of
 from bellm.io import atomic_path
 from bellm.models import ResolvedModel, load_model
@@ -46,7 +47,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     targets = list(cfg.lora.target_modules or family_of(decoder.config).lora_targets)
     bad = [t for t in targets if t in FORBIDDEN_TARGETS]
     if bad:
-        raise ValueError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
+        raise InputError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
     if cfg.train.gradient_checkpointing:
         kwargs = {"use_reentrant": False}  # non-reentrant: frozen inputs need no requires_grad hack
         if hasattr(decoder, "activation_checkpointing_enable"):  # transformers >= 5.x name
@@ -56,7 +57,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     n_layers = len(unwrap_decoder(decoder).layers)
     only = cfg.lora.layers
     if only is not None and only > n_layers:
-        raise ValueError(f"lora.layers={only} exceeds the model's {n_layers} layers")
+        raise InputError(f"lora.layers={only} exceeds the model's {n_layers} layers")
     lora = LoraConfig(
         layers_to_transform=None if only is None else list(range(n_layers - only, n_layers)),
         layers_pattern=None if only is None else "layers",
