@@ -205,7 +205,7 @@ def load_encoder(
     return Encoder(module, hf_backend_tokenizer(res.path), cfg.prompt, cfg.max_length, res, adapter_sha, cfg)
 
 
-class AdapterMismatchError(ValueError):
+class AdapterMismatchError(InputError):
     """An explicit encoder setting contradicts the adapter's `bellm.json`."""
 
 

@@ -24,6 +24,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from bellm.errors import InputError
+
 BidirectionalLayers = int | Literal["all"]
 
 
@@ -34,7 +36,7 @@ def resolve_k(k: BidirectionalLayers, num_layers: int) -> int:
     if isinstance(k, str) and k.isdigit():
         k = int(k)
     if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= num_layers:
-        raise ValueError(f"bidirectional_layers must be an int in [0, {num_layers}] or 'all', got {k!r}")
+        raise InputError(f"bidirectional_layers must be an int in [0, {num_layers}] or 'all', got {k!r}")
     return k
 
 
