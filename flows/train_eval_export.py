@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from bellm.config import GateConfig, build_config
+from bellm.config import GateConfig, build_config, preflight
 from tasks.data import prepare_data
 from tasks.evaluate import enforce_gates_task, evaluate_suite
 from tasks.export import export_variants
@@ -35,25 +36,6 @@ class _Timer:
         return out
 
 
-def torch_spec(cfg: Any, adapter: str | None) -> dict[str, Any]:
-    e = cfg.encoder
-    return {
-        "kind": "torch",
-        "source": cfg.model.source,
-        "adapter": adapter,
-        "bidirectional_layers": e.bidirectional_layers,
-        "pooling": e.pooling,
-        "prompt": e.prompt,
-        "max_length": e.max_length,
-        "dtype": cfg.eval.dtype,  # auto: bf16 where native and agreeing with fp32 (bellm.precision)
-    }
-
-
-def onnx_spec(run_dir: str, variant: str) -> dict[str, Any]:
-    """An exported variant of this run, evaluated through `bellm.runtime.OnnxEncoder` (CPU)."""
-    return {"kind": "onnx", "path": f"{run_dir}/onnx/{variant}"}
-
-
 def gate_subset(gates: GateConfig, tasks: dict[str, Any]) -> dict[str, Any]:
     """The per-task minimums that a (partial) result can already be judged on."""
     return {"min_task": {t: v for t, v in gates.min_task.items() if t in tasks}}
@@ -67,7 +49,7 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
     e.g. {"train.max_steps": 50, "encoder.pooling": "mean"}.
     """
     log = get_run_logger()
-    cfg = build_config(profile, overrides or {})  # validated once, before anything runs
+    cfg = preflight(build_config(profile, overrides or {}))  # validated once, before anything runs
     timer = _Timer()
     t0 = time.perf_counter()
     run_dir = open_run(cfg)
@@ -81,11 +63,12 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         record(run_dir, training={k: v for k, v in trained.items() if k != "adapter_dir"})
 
         # The content-keyed training output (not the run's copy); the eval cache is keyed by its content hash.
-        spec = torch_spec(cfg, trained["adapter_dir"])
+        encoder, trained_adapter = cfg.encoder_config, trained["adapter_dir"]
         model_key = trained["adapter_sha256"]
         max_pairs = cfg.data.max_eval_pairs
         gate = timer(
-            "evaluate-gate", evaluate_suite, spec, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key
+            "evaluate-gate", evaluate_suite, encoder, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key,
+            trained_adapter, cfg.eval.dtype,
         )
         champion = read_champion(cfg)
         verdict = timer("gates", enforce_gates_task, gate, gate_subset(cfg.eval.gates, gate["tasks"]), None)
@@ -94,7 +77,7 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         # the torch-free runtime on the exported fp32 model (parity- and invariance-gated to PyTorch).
         exported = timer("export", export_variants, cfg, adapter, run_dir, max_pairs)
         record(run_dir, published_variants=exported["published"], export=exported["report"])
-        shipped = onnx_spec(run_dir, "fp32")
+        shipped = Path(run_dir) / "onnx" / "fp32"  # evaluated through `bellm.runtime.OnnxEncoder` (CPU)
         full = timer(
             "evaluate-full", evaluate_suite, shipped, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size,
             f"{model_key}:onnx-fp32:{cfg.export.opset}:{cfg.export.attention_op}",
@@ -102,18 +85,20 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         zero = timer(
             "evaluate-zero-shot",
             evaluate_suite,
-            torch_spec(cfg, None),
+            encoder,
             cfg.eval.report_suite,
             max_pairs,
             cfg.eval.batch_size,
             base["sha256"],
+            None,
+            cfg.eval.dtype,
         )
         baseline = None
         if cfg.eval.baseline:
             baseline = timer(
                 "evaluate-baseline",
                 evaluate_suite,
-                {"kind": "baseline", "name": "minilm"},
+                "minilm",
                 cfg.eval.report_suite,
                 max_pairs,
                 cfg.eval.batch_size,
@@ -125,7 +110,7 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
 
         metrics: dict[str, Any] = {"trained": full, "gate": gate, "zero_shot": zero, "baseline": baseline,
                                    "onnx": exported["results"]}
-        timer("report", publish_report, run_dir, shipped, metrics, champion, max_pairs)
+        timer("report", publish_report, run_dir, shipped, None, metrics, champion, max_pairs)
 
         total = time.perf_counter() - t0
         record(run_dir, timings={**timer.steps, "total": round(total, 3)})

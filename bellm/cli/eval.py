@@ -10,6 +10,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import DTYPE_HELP, user_errors
+from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.errors import InputError
 
 SUITE_HELP = (
@@ -60,14 +61,9 @@ def _print_table(result: dict[str, Any], others: dict[str, Any]) -> None:
 
 
 @app.command("eval")
+@encoder_options
 def eval_command(
-    model: str = typer.Option("smollm2-135m", help="embedded name, HF directory, .gguf file or hub id"),
-    adapter: Path | None = typer.Option(None, help="a trained LoRA adapter directory (merged before encoding)"),
-    bidirectional_layers: str = typer.Option("2", "--bidirectional-layers", "-k",
-                                             help="last k layers bidirectional (int or 'all')"),
-    pooling: str = typer.Option("last", help="last | mean | mean_span"),
-    prompt: str = typer.Option("prompteol", help="prompt name (prompteol, bellm, none) or a template with {text}"),
-    max_length: int = typer.Option(64, help="max tokens per prompted sentence"),
+    encoder: EncoderChoice = None,  # type: ignore[assignment] - filled by @encoder_options
     suite: list[str] = typer.Option(["gate"], "--suite", "-s", help=SUITE_HELP),
     max_pairs: int | None = typer.Option(None, min=1, help="only the first N pairs of each task (smoke runs)"),
     batch_size: int = typer.Option(32, min=1, help="sentences per forward pass"),
@@ -101,7 +97,6 @@ def eval_command(
     from bellm.gates import check_gates
 
     with user_errors():
-        k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
         gates = build_config(file=config).eval.gates if config else GateConfig()
         updates: dict[str, Any] = {}
         if min_task:
@@ -119,22 +114,19 @@ def eval_command(
             from bellm.baselines import MiniLMEncoder
 
             try:
-                encoder: Any = MiniLMEncoder()
+                enc: Any = MiniLMEncoder()
             except RuntimeError as e:  # the optional `baseline` extra is missing
                 raise InputError(str(e)) from None
         else:
-            from bellm.encoder import load_encoder
-
-            encoder = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt,
-                                   max_length=max_length, adapter=adapter, dtype=dtype)
-            typer.echo(f"precision: {encoder.precision['dtype']} ({encoder.precision['reason']})", err=True)
-        result, scores = evaluate_with_scores(encoder, suite_arg, max_pairs, batch_size, cache)
+            enc = encoder.load(dtype=dtype)
+            typer.echo(f"precision: {enc.precision['dtype']} ({enc.precision['reason']})", err=True)
+        result, scores = evaluate_with_scores(enc, suite_arg, max_pairs, batch_size, cache)
         zs = None
-        if zero_shot and adapter is not None and baseline is None:
+        if zero_shot and encoder.adapter is not None and baseline is None:
             from bellm.encoder import load_encoder
 
-            base = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length,
-                                dtype=dtype)
+            # The same settings (the adapter's, as settled above), without the adapter.
+            base = load_encoder(enc.config, dtype=dtype)
             zs = evaluate_with_scores(base, suite_arg, max_pairs, batch_size, cache)[0]
     verdict = check_gates(result, gates, champ)
     ref = None

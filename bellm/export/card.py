@@ -1,68 +1,8 @@
-"""`bellm.json` (the contract outside consumers read) and the model card `README.md` of an export."""
+"""The model card `README.md` of an exported variant (its `bellm.json` is written by `bellm.contract`)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import onnxruntime as ort
-
-from bellm import __version__
-
-PADDING_NOTE = (
-    "Pad with any id and attention_mask 0, on either side: padded positions are masked out of attention and "
-    "pooling, and position ids are counted over real tokens, so results are identical."
-)
-TRUNCATION_NOTE = (
-    "Texts whose prompted form exceeds max_length tokens are truncated at the end of the sentence span (the "
-    "prompt is kept whole); see bellm.tokenize.encode_one."
-)
-PROVIDERS = {"fp32": "CPU or CUDA", "fp16": "CUDA (also runs on ORT CPU, slowly)", "int8": "CPU"}
-
-
-def contract(
-    describe: dict[str, Any],
-    variant: str,
-    attention_op: str,
-    opset: int,
-    inputs: list[str],
-    model_sha256: str,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """bellm.json. Stable names (consumers depend on them): prompt, bidirectional_layers, num_layers,
-    pooling, dim, max_length, variant, opset, base_model_sha256, adapter_sha256."""
-    shapes = {name: "int64 (batch, seq)" for name in inputs}
-    return {
-        "format": "bellm-onnx/1",
-        "prompt": describe["prompt"],
-        "bidirectional_layers": describe["bidirectional_layers"],
-        "num_layers": describe["num_layers"],
-        "pooling": describe["pooling"],
-        "dim": describe["dim"],
-        "max_length": describe["max_length"],
-        "variant": variant,
-        "opset": opset,
-        "attention_op": attention_op,
-        "base_model": describe.get("base_model"),
-        "base_model_sha256": describe.get("base_model_sha256"),
-        "adapter_sha256": describe.get("adapter_sha256"),
-        "model_file": "model.onnx",
-        "model_sha256": model_sha256,
-        "tokenizer_file": "tokenizer.json",
-        "inputs": inputs,
-        "input_shapes": shapes,
-        "outputs": ["sentence_embedding"],
-        "output_shape": f"float32 (batch, {describe['dim']})",
-        "normalized": True,
-        "padding": PADDING_NOTE,
-        "truncation": TRUNCATION_NOTE,
-        "span_mask": (
-            "1 on the sentence's tokens inside the prompt (bellm.tokenize.encode_one gives the span)"
-            if "span_mask" in inputs else None
-        ),
-        "providers": PROVIDERS[variant],
-        "exported_with": {"bellm": __version__, "onnxruntime": ort.__version__},
-        **(extra or {}),
-    }
 
 
 def model_card(c: dict[str, Any], report: dict[str, Any]) -> str:
@@ -85,7 +25,7 @@ the others causal; `{c['pooling']}` pooling of the prompted sentence, L2-normali
 | max_length | {c['max_length']} tokens (prompt included) |
 | dim | {c['dim']} |
 | variant | {c['variant']} ({c['providers']}) |
-| opset / attention op | {c['opset']} / {c['attention_op']} |
+| opset / ONNX IR version / attention op | {c['opset']} / {c['ir_version']} / {c['attention_op']} |
 | base model sha256 | `{c['base_model_sha256']}` |
 | adapter sha256 | `{c['adapter_sha256']}` |
 
@@ -97,6 +37,7 @@ from tokenizers import Tokenizer
 cfg = json.load(open("bellm.json"))
 tok = Tokenizer.from_file("tokenizer.json")
 sess = ort.InferenceSession("model.onnx")
+# texts whose prompted form exceeds max_length tokens: apply bellm.json's "truncation" rule first
 encs = [tok.encode(cfg["prompt"].format(text=s)).ids for s in ["A man plays guitar.", "Someone plays music."]]
 S = max(map(len, encs))
 ids = np.array([e + [0] * (S - len(e)) for e in encs], dtype=np.int64)
@@ -105,7 +46,11 @@ feeds = {{"input_ids": ids, "attention_mask": mask}}{span}
 emb = sess.run(["sentence_embedding"], feeds)[0]  # (2, {c['dim']}), unit length: cosine = emb @ emb.T
 ```
 
-{c['padding']} {c['truncation']} With bellm installed, `bellm.runtime.OnnxEncoder(".")` does all this
+{c['padding']}
+
+Truncation (`{c['truncation_rule']}`): {c['truncation']}
+
+With bellm installed, `bellm.runtime.OnnxEncoder(".")` does all this
 (dedupe, length-sorted batching, truncation) and imports no torch.
 
 ## Verification at export
