@@ -49,6 +49,7 @@ def export(
     with user_errors():
         from bellm.encoder import load_encoder
         from bellm.export.api import ATTENTION_OPS, export_encoder, normalize_variants
+        from bellm.export.card import run_card_info
         from bellm.export.check import GraphCheckError
         from bellm.export.parity import ParityError
 
@@ -62,7 +63,8 @@ def export(
                            adapter=adapter)
         try:
             result = export_encoder(enc, output, wanted, attention_op=attention_op, opset=opset, sts_gate=sts_gate,
-                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop)
+                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop,
+                                    card_info=run_card_info(adapter))
         except (ParityError, GraphCheckError) as e:
             typer.secho(f"export failed, nothing published: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
