@@ -41,6 +41,7 @@ from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown
 from bellm.serve.metrics import Metrics
 from bellm.tokenize import Encoded, encode_one, unique_texts
 
+INLINE_CHARS = 2000  # requests up to this many characters are tokenised on the event loop itself
 ENDPOINTS = ("/v1/embeddings", "/embed", "/health", "/info", "/metrics")
 
 
@@ -127,7 +128,11 @@ class EmbeddingService:
             if len(t) > cfg.max_chars:
                 raise self._reject("max_chars", 413, f"{param}[{i}] has {len(t)} characters; the limit is "
                                    f"{cfg.max_chars}", param, "payload_too_large")
-        encs, inverse = await run_in_threadpool(self._tokenize, texts)
+        with self.batcher.arriving():
+            if sum(map(len, texts)) <= INLINE_CHARS:  # cheaper than a thread hop
+                encs, inverse = self._tokenize(texts)
+            else:
+                encs, inverse = await run_in_threadpool(self._tokenize, texts)
         cut = [int(i) for i, j in enumerate(inverse) if encs[j].truncated]
         if cut and not (cfg.truncate if truncate is None else truncate):
             raise self._reject("too_long", 413, f"{param}[{cut[0]}] is longer than max_length="
