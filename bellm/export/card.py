@@ -110,7 +110,7 @@ def run_card_info(adapter_dir: str | Path | None = None, run_dir: str | Path | N
     if adapter_dir is not None and (Path(adapter_dir) / "bellm.json").is_file():
         meta = json.loads((Path(adapter_dir) / "bellm.json").read_text())
         info["recipe"] = {k: meta.get(k) for k in ("lora", "loss", "train", "steps", "selected", "dev_spearman",
-                                                   "prompt_name", "seed", "global_batch")}
+                                                   "prompt_name", "seed", "global_batch", "keep_layers")}
         info["data"] = meta.get("data") or []
     if run_dir is not None:
         info["run_id"] = Path(run_dir).name
@@ -158,7 +158,8 @@ def _recipe(c: dict[str, Any], info: dict[str, Any]) -> str:
     rows = [
         ("base model", f"`{c['base_model']}` (sha256 `{str(c['base_model_sha256'])[:16]}…`)"),
         ("conversion", f"last {c['bidirectional_layers']} of {c['num_layers']} layers bidirectional, "
-                       f"{c['pooling']} pooling, prompt `{r.get('prompt_name') or c['prompt']}`"),
+                       f"{c['pooling']} pooling, prompt `{r.get('prompt_name') or c['prompt']}`"
+                       + (f"; decoder cut to its first {r['keep_layers']} layers" if r.get("keep_layers") else "")),
         ("LoRA", f"r={lora.get('r')}, alpha={lora.get('alpha')}, dropout={lora.get('dropout')}, "
                  f"layers={lora.get('layers') or 'all'}, targets={', '.join(lora.get('target_modules') or [])}"),
         ("objective", "AnglE: " + ", ".join(f"{k}={v}" for k, v in loss.items())),

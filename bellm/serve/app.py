@@ -4,7 +4,8 @@ Endpoints:
 * `POST /v1/embeddings` — OpenAI request/response (`input` str or list, `encoding_format` float|base64,
   `usage` token counts); bellm adds `truncated` (indices of inputs cut to max_length) and accepts `truncate`.
 * `POST /embed` — Text Embeddings Inference style: `inputs` str or list, `normalize`, `truncate`; returns
-  a list of vectors.
+  a list of vectors. In both APIs `truncate` defaults to the server's `--truncate` (on, unlike TEI's default):
+  a text past max_length tokens is cut at the end of the sentence (the prompt stays whole) and reported.
 * `GET /health`, `GET /info` (the model's bellm.json + the server's limits), `GET /metrics` (Prometheus).
 
 Errors are JSON, never a crash: 413 (too many inputs, too long a text, over-long text with truncate=false),
