@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bellm.errors import InputError
 from bellm.sts import TASK_LABELS
 
 
@@ -50,7 +51,7 @@ class Trial:
 def grid(cfg: AblationConfig) -> list[Trial]:
     """Every (k, pooling); k=0 first so each pooling has its baseline."""
     if 0 not in cfg.ks:
-        raise ValueError("the ablation grid needs k=0: it is the baseline every trial is compared with")
+        raise InputError("the ablation grid needs k=0: it is the baseline every trial is compared with")
     return [Trial(k, p) for p in cfg.poolings for k in sorted(set(cfg.ks))]
 
 

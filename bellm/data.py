@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import math
@@ -18,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bellm.errors import InputError
 from bellm.io import sha256_file
 
 PAIR_COLUMNS = ("score", "sentence1", "sentence2")
 TRIPLET_COLUMNS = ("sent0", "sent1", "hard_neg")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input data. `str(err)` is `path:line: reason`, ready to show a user."""
 
     def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
@@ -228,16 +230,23 @@ def read_triplets(path: str | Path, limit: int | None = None) -> Triplets:
 
 
 def read_sentences(path: str | Path) -> Sentences:
-    """Plain sentences: `.txt` one per line (blank lines skipped), or a `sentence`/`text` column."""
+    """Plain sentences: `.txt` one per line, or a `sentence`/`text` column. Row i of the output is line i
+    of a `.txt` (one final newline allowed), so a blank line is refused with its line number rather than
+    silently shifting every row after it."""
     path = Path(path)
     fmt = _format_of(path)
     texts: list[str] = []
     lines: list[int] = []
     if fmt == "txt":
-        for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
-            if line.strip():
-                texts.append(line.strip())
-                lines.append(lineno)
+        raw_lines = _read_text(path).split("\n")
+        if raw_lines and raw_lines[-1] == "":
+            raw_lines.pop()  # the newline that ends the last line
+        for lineno, line in enumerate(raw_lines, start=1):
+            if not line.strip():
+                raise DataError(path, lineno, "blank line: a .txt holds one sentence per line and row i of the "
+                                "output is line i; remove the line (or use .jsonl for empty texts)")
+            texts.append(line.strip())
+            lines.append(lineno)
     else:
         col = _sentence_column(path, fmt)
         for lineno, row in _rows(path, (col,)):
@@ -257,23 +266,58 @@ def _sentence_column(path: Path, fmt: str) -> str:
         except (json.JSONDecodeError, AttributeError):
             raise DataError(path, 1, "invalid JSON object") from None
     else:
-        keys = [k.strip() for k in text.split("\n", 1)[0].split("\t" if fmt == "tsv" else ",")]
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",",
+                            quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE)
+        try:
+            keys = [k.strip() for k in next(reader)]
+        except (csv.Error, StopIteration) as e:
+            raise DataError(path, 1, f"unreadable header ({e})") from None
     for col in ("sentence", "text", "sentence1"):
         if col in keys:
             return col
     raise DataError(path, 1, "missing column: need one of 'sentence', 'text' or 'sentence1'")
 
 
-def load_hf_pairs(dataset_id: str, split: str = "train", columns: Sequence[str] = PAIR_COLUMNS) -> Pairs:
-    """Scored pairs from a Hugging Face `datasets` id. Only used when a user asks for one (needs the hub)."""
+def rows_sha256(*columns: Sequence[object]) -> str:
+    """Content hash of loaded rows (hub data has no local file to hash): the data, not its name, keys caches."""
+    h = hashlib.sha256()
+    for col in columns:
+        for value in col:
+            h.update(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+            h.update(b"\x1e")
+        h.update(b"\x1d")
+    return h.hexdigest()
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str | None, str]:
+    """`hf:<id>[@<revision>][:<split>]` → (id, revision or None, split)."""
+    body = spec[len("hf:") :]
+    ds_id, _, split = body.partition(":")
+    ds_id, _, revision = ds_id.partition("@")
+    if not ds_id:
+        raise DataError(spec, None, "expected hf:<dataset id>[@<revision>][:<split>]")
+    return ds_id, revision or None, split or "train"
+
+
+def _hf_dataset(dataset_id: str, split: str, revision: str | None):  # noqa: ANN202 - datasets.Dataset
     try:
         import datasets  # noqa: PLC0415 - optional, lazy
     except ImportError as e:
         raise RuntimeError("reading a hub dataset needs `pip install datasets`") from e
-    ds = datasets.load_dataset(dataset_id, split=split)
+    return datasets.load_dataset(dataset_id, split=split, revision=revision)
+
+
+def load_hf_pairs(
+    dataset_id: str, split: str = "train", columns: Sequence[str] = PAIR_COLUMNS, revision: str | None = None
+) -> Pairs:
+    """Scored pairs from a Hugging Face `datasets` id. Only used when a user asks for one (needs the hub).
+    `sha256` is the hash of the rows read, so a changed hub dataset changes every cache key downstream."""
+    ds = _hf_dataset(dataset_id, split, revision)
     sc, c1, c2 = columns
     scores = np.asarray([float(x) for x in ds[sc]], dtype=np.float64)
-    return Pairs(list(ds[c1]), list(ds[c2]), scores, f"hf:{dataset_id}:{split}", "")
+    s1, s2 = list(ds[c1]), list(ds[c2])
+    rev = f"@{revision}" if revision else ""
+    return Pairs(s1, s2, scores, f"hf:{dataset_id}{rev}:{split}", rows_sha256(s1, s2, scores.tolist()))
 
 
 # Column names used by common triplet datasets on the hub (SimCSE NLI, AnglE, sentence-transformers).
@@ -285,12 +329,10 @@ HF_TRIPLET_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def load_hf_triplets(dataset_id: str, split: str = "train", columns: Sequence[str] | None = None) -> Triplets:
-    try:
-        import datasets  # noqa: PLC0415
-    except ImportError as e:
-        raise RuntimeError("reading a hub dataset needs `pip install datasets`") from e
-    ds = datasets.load_dataset(dataset_id, split=split)
+def load_hf_triplets(
+    dataset_id: str, split: str = "train", columns: Sequence[str] | None = None, revision: str | None = None
+) -> Triplets:
+    ds = _hf_dataset(dataset_id, split, revision)
     if columns is None:
         names = set(ds.column_names)
         columns = next((c for c in HF_TRIPLET_COLUMNS if set(c) <= names), None)
@@ -298,15 +340,17 @@ def load_hf_triplets(dataset_id: str, split: str = "train", columns: Sequence[st
             raise DataError(f"hf:{dataset_id}", None, f"no triplet columns among {sorted(names)}; expected one of "
                             f"{[', '.join(c) for c in HF_TRIPLET_COLUMNS]}")
     a, p, n = columns
-    return Triplets(list(ds[a]), list(ds[p]), list(ds[n]), f"hf:{dataset_id}:{split}", "")
+    anchor, pos, neg = list(ds[a]), list(ds[p]), list(ds[n])
+    rev = f"@{revision}" if revision else ""
+    return Triplets(anchor, pos, neg, f"hf:{dataset_id}{rev}:{split}", rows_sha256(anchor, pos, neg))
 
 
 def load_pairs(spec: str | Path, limit: int | None = None) -> Pairs:
-    """A local file, or `hf:<dataset id>[:split]` when the user explicitly asks for the hub."""
+    """A local file, or `hf:<dataset id>[@revision][:split]` when the user explicitly asks for the hub."""
     s = str(spec)
     if s.startswith("hf:"):
-        _, ds_id, *rest = s.split(":")
-        pairs = load_hf_pairs(ds_id, rest[0] if rest else "train")
+        ds_id, revision, split = parse_hf_spec(s)
+        pairs = load_hf_pairs(ds_id, split, revision=revision)
         return pairs.head(limit) if limit else pairs
     return read_pairs(s, limit)
 
@@ -314,7 +358,7 @@ def load_pairs(spec: str | Path, limit: int | None = None) -> Pairs:
 def load_triplets(spec: str | Path, limit: int | None = None) -> Triplets:
     s = str(spec)
     if s.startswith("hf:"):
-        _, ds_id, *rest = s.split(":")
-        trip = load_hf_triplets(ds_id, rest[0] if rest else "train")
+        ds_id, revision, split = parse_hf_spec(s)
+        trip = load_hf_triplets(ds_id, split, revision=revision)
         return trip.head(limit) if limit else trip
     return read_triplets(s, limit)

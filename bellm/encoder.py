@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
+from bellm.errors import InputError
 from bellm.io import sha256_dir, sha256_text
 from bellm.models import DEFAULT_MODEL, ResolvedModel, load_model, resolve_source
 from bellm.pooling import POOLINGS
@@ -115,7 +116,12 @@ class Encoder:
 
     @property
     def fingerprint(self) -> str:
-        return sha256_text(json.dumps(self.describe(), sort_keys=True))[:16]
+        """Keys the embedding cache: what `describe()` says, plus the weights' dtype and the encoding code."""
+        from bellm.provenance import ENCODING_MODULES, code_fingerprint
+
+        dtype = str(next(self.module.parameters()).dtype)
+        key = {**self.describe(), "dtype": dtype, "code": code_fingerprint(ENCODING_MODULES)}
+        return sha256_text(json.dumps(key, sort_keys=True))[:16]
 
     def tokenize(self, texts: Sequence[str]) -> list[Encoded]:
         return [encode_one(self.tokenizer, self.template, t, self.max_length) for t in texts]
@@ -128,7 +134,6 @@ class Encoder:
         normalize: bool = True,
         show_progress: bool | None = None,
         padding_side: str = "right",
-        **_: Any,
     ) -> np.ndarray:
         """Embeddings (N, dim) float32 in input order; a single string gives (dim,)."""
         single, items = as_text_list(texts)
@@ -177,14 +182,18 @@ def load_encoder(
     attn_implementation: str = "sdpa",
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
+    keep_layers: int | None = None,
 ) -> Encoder:
     """A ready encoder from a model source; `adapter` (a PEFT LoRA directory) is merged for fast inference."""
     if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
+        raise InputError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
     resolve_prompt(prompt)
     res = resolve_source(source)
     decoder = load_model(res, dtype=dtype, attn_implementation=attn_implementation, causal_lm=False)
+    truncate_decoder(decoder, keep_layers)  # before the adapter: it was trained on the truncated stack
     adapter_sha = None
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise InputError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
     if adapter is not None:
         from peft import PeftModel
 

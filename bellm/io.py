@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,24 +37,66 @@ def sha256_dir(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (a zombie or another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path next to `dest`; on success rename it over `dest` (file or directory)."""
+    """Yield a temp path next to `dest`; on success rename it over `dest` (file or directory).
+
+    The temp directory is unique (`.<name>.<pid>.<random>.tmp`) and a replaced directory is first moved
+    *into* it, so leftovers of a killed process (found by `remove_leftovers`) can never block a later
+    publish. A directory replacement is two renames: a kill between them leaves `dest` missing and the
+    old copy inside the temp directory, never a half-written `dest`.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=dest.parent))
     target = tmp / dest.name
     try:
         yield target
         if dest.is_dir() and not dest.is_symlink():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(target, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(target, dest)
+            os.replace(dest, tmp / ".replaced")
+        os.replace(target, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_leftovers(parent: str | os.PathLike[str], stale_s: float = 86400.0) -> list[Path]:
+    """Delete temp directories under `parent` (recursively) left by killed `atomic_path` writers: those
+    whose pid is dead (or older than `stale_s`, in case the pid was recycled), plus the `.X.old-<pid>`
+    directories of older bellm versions. Returns what was removed."""
+    root = Path(parent)
+    if not root.is_dir():
+        return []
+    removed: list[Path] = []
+    now = time.time()
+    for d in sorted(root.rglob(".*"), key=lambda q: len(q.parts), reverse=True):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        parts = d.name.split(".")
+        if d.name.endswith(TMP_SUFFIX) and len(parts) >= 5 and parts[-3].isdigit():
+            alive = pid_alive(int(parts[-3])) and now - d.stat().st_mtime < stale_s
+        elif d.name.endswith(TMP_SUFFIX) or ".old-" in d.name:
+            alive = False  # legacy names without a pid
+        else:
+            continue
+        if alive:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
 
 
 def write_text_atomic(dest: str | os.PathLike[str], text: str) -> Path:

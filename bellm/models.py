@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bellm.errors import InputError
 from bellm.io import atomic_path, sha256_dir, sha256_file
 from bellm.paths import cache_dir
 
@@ -34,7 +35,7 @@ EMBEDDED_HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _MARKER = "bellm_source.json"
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(InputError):
     """A model source string that cannot be resolved, with the reason."""
 
 
@@ -45,7 +46,8 @@ class ResolvedModel:
     source: str  # what the user wrote
     path: str  # local directory, or hub id when kind == "hub"
     kind: str  # embedded | gguf | local | hub
-    sha256: str  # of the GGUF file, the local directory's files, or "hub:<id>"
+    sha256: str  # of the GGUF file, the local directory's files, or "hub:<id>@<commit>"
+    revision: str | None = None  # hub only: the commit the id resolved to (loading uses exactly it)
 
 
 def embedded_gguf_path(name: str = DEFAULT_MODEL) -> Path:
@@ -92,7 +94,9 @@ def _gguf_cache_dir(gguf: Path) -> tuple[Path, str]:
 
 
 def looks_like_hub_id(source: str) -> bool:
-    return "/" in source and not source.startswith((".", "/")) and source.count("/") == 1
+    """`<org>/<name>[@<revision>]`."""
+    repo_id = source.partition("@")[0]
+    return "/" in repo_id and not source.startswith((".", "/")) and repo_id.count("/") == 1
 
 
 def hub_id(source: str) -> str | None:
@@ -100,7 +104,7 @@ def hub_id(source: str) -> str | None:
     if source in EMBEDDED_HUB_IDS:
         return EMBEDDED_HUB_IDS[source]
     if looks_like_hub_id(source) and not Path(source).exists():
-        return source
+        return source.partition("@")[0]
     return None
 
 
@@ -123,20 +127,33 @@ def resolve_source(source: str) -> ResolvedModel:
         return ResolvedModel(source, str(p.resolve()), "local", digest)
     if p.exists():
         raise ModelSourceError(f"{source}: not a model directory or .gguf file")
+    repo_id, _, revision = source.partition("@")
     if looks_like_hub_id(source):
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelSourceError(f"{source}: hub id given but HF_HUB_OFFLINE=1")
-        return ResolvedModel(source, source, "hub", f"hub:{source}")
+        commit = hub_commit(repo_id, revision or None)
+        return ResolvedModel(source, repo_id, "hub", f"hub:{repo_id}@{commit}", commit)
     raise ModelSourceError(
         f"{source!r}: unknown model source; use {', '.join(EMBEDDED)}, a local HF directory, a .gguf file or a hub id"
     )
+
+
+def hub_commit(repo_id: str, revision: str | None = None) -> str:
+    """The commit a hub id (`<org>/<name>[@<branch, tag or commit>]`) resolves to now. It keys every cache
+    and is what gets loaded, so a new push to the hub can never hide behind a cached result."""
+    try:
+        from huggingface_hub import HfApi
+
+        return str(HfApi().model_info(repo_id, revision=revision).sha)
+    except Exception as e:  # noqa: BLE001 - network, auth, unknown repo: one clear message
+        raise ModelSourceError(f"{repo_id}: cannot resolve its revision on the hub ({type(e).__name__}: {e})") from None
 
 
 def load_tokenizer(source: str | ResolvedModel) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     res = source if isinstance(source, ResolvedModel) else resolve_source(source)
-    return AutoTokenizer.from_pretrained(res.path)
+    return AutoTokenizer.from_pretrained(res.path, revision=res.revision)
 
 
 def load_model(
@@ -157,7 +174,8 @@ def load_model(
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     cls = AutoModelForCausalLM if causal_lm else AutoModel
-    model = cls.from_pretrained(res.path, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    model = cls.from_pretrained(res.path, dtype=dtype or torch.float32, attn_implementation=attn_implementation,
+                                revision=res.revision)
     model.eval()
     model.bellm_source = res  # type: ignore[attr-defined]
     return model

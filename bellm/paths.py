@@ -1,4 +1,11 @@
-"""Where bellm keeps state: one home directory (`BELLM_HOME`, default `<repo>/.bellm`) and the data in the repo."""
+"""Where bellm keeps state: one home directory for caches (`BELLM_HOME`), the run registry (`BELLM_ARTIFACTS`)
+and the benchmark/training data (`BELLM_DATA`).
+
+In a source checkout (the package sits next to `pyproject.toml`) the defaults are `<repo>/.bellm`,
+`<repo>/artifacts` and `<repo>/data`. Installed as a wheel they must not point into site-packages: the
+home defaults to the user cache directory (`$XDG_CACHE_HOME/bellm`, else `~/.cache/bellm`), and the
+registry and data to `./artifacts` and `./data` in the current directory.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,30 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "bellm" / "paths.py").is_file()
+
+
+def _default_data_dir() -> Path:
+    env = os.environ.get("BELLM_DATA")
+    if env:
+        return Path(env)
+    return REPO_ROOT / "data" if IN_CHECKOUT else Path.cwd() / "data"
+
+
+DATA_DIR = _default_data_dir()
 STS_DIR = DATA_DIR / "sts"
 NLI_DIR = DATA_DIR / "nli"
+
+
+def user_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bellm"
 
 
 def bellm_home() -> Path:
     """State and caches root. Read at call time so tests can point it elsewhere."""
     env = os.environ.get("BELLM_HOME")
-    home = Path(env) if env else REPO_ROOT / ".bellm"
+    home = Path(env) if env else (REPO_ROOT / ".bellm" if IN_CHECKOUT else user_cache_dir())
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -27,4 +49,6 @@ def cache_dir(name: str) -> Path:
 
 def artifacts_dir() -> Path:
     env = os.environ.get("BELLM_ARTIFACTS")
-    return Path(env) if env else REPO_ROOT / "artifacts"
+    if env:
+        return Path(env)
+    return REPO_ROOT / "artifacts" if IN_CHECKOUT else Path.cwd() / "artifacts"

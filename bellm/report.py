@@ -9,6 +9,7 @@ flow adds `extra={"onnx": {...}}` and writes nothing else.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -118,6 +119,9 @@ def report_markdown(
     return "\n".join(lines)
 
 
+TRAIN_LOG = "train_log.jsonl"  # copied next to the report by the flow; plotted when present
+
+
 def _pyplot() -> Any:
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
@@ -148,6 +152,51 @@ def plot_scatter(scores: PairScores, spearman: float | None, path: Path, label: 
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def read_train_log(path: Path) -> list[dict[str, Any]]:
+    """The training log's records (one per optimizer step); unreadable lines (a killed write) are skipped."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def plot_training(records: list[dict[str, Any]], path: Path) -> Path:
+    """Loss per step (raw and a 20-step moving average) and, when logged, dev Spearman per step."""
+    plt = _pyplot()
+    steps = [r["step"] for r in records]
+    loss = np.array([r["loss"] for r in records], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    try:
+        return _plot_training(ax, fig, steps, loss, records, path)
+    finally:
+        plt.close(fig)
+
+
+def _plot_training(ax: Any, fig: Any, steps: list[int], loss: np.ndarray, records: list[dict[str, Any]],
+                   path: Path) -> Path:
+    ax.plot(steps, loss, color="0.75", lw=0.8, label="loss")
+    w = min(20, len(loss))
+    if w > 1:
+        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, color="C0", label=f"loss ({w}-step mean)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    dev = [(r["step"], r["dev_spearman"]) for r in records if r.get("dev_spearman") is not None]
+    handles, labels = ax.get_legend_handles_labels()
+    if dev:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*dev, strict=True), color="C3", marker="o", label="dev Spearman ×100")
+        ax2.set_ylabel("dev Spearman ×100")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
 
 
 def plot_task_bars(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -221,6 +270,11 @@ def write_report(
         images[f"{label}: predicted cosine vs gold"] = paths["scatter"].name
     paths["bars"] = plot_task_bars(rows, out / "tasks.png")
     images["Spearman per task"] = paths["bars"].name
+    train_log = out / TRAIN_LOG
+    records = read_train_log(train_log) if train_log.is_file() else []
+    if records:
+        paths["training"] = plot_training(records, out / "training.png")
+        images["Training: loss and dev Spearman per step"] = paths["training"].name
     more = dict(extra or {})
     if verdict is not None:
         more.setdefault("gates", verdict.to_dict())

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from bellm.errors import InputError
 from bellm.tokenize import as_text_list, batches_by_length, encode_one, load_tokenizer_file, pad_batch, unique_texts
 
 PREFERRED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -35,7 +36,7 @@ TOKENIZER_FILE = "tokenizer.json"
 REQUIRED_KEYS = ("prompt", "bidirectional_layers", "num_layers", "pooling", "dim", "max_length", "variant")
 
 
-class ExportFormatError(ValueError):
+class ExportFormatError(InputError):
     """The directory is not a bellm ONNX export (missing file, bad bellm.json)."""
 
 
@@ -44,7 +45,7 @@ def pick_providers(available: Sequence[str], requested: Sequence[str] | None = N
     if requested is not None:
         missing = [p for p in requested if p not in available]
         if missing:
-            raise ValueError(f"execution provider(s) {missing} not available; this onnxruntime has {list(available)}")
+            raise InputError(f"execution provider(s) {missing} not available; this onnxruntime has {list(available)}")
         return list(requested)
     chosen = [p for p in PREFERRED_PROVIDERS if p in available]
     return chosen or list(available)
@@ -159,11 +160,13 @@ class OnnxEncoder:
         batch_size: int = 32,
         normalize: bool = True,
         padding_side: str = "right",
-        **_: Any,
+        show_progress: bool | None = None,
     ) -> np.ndarray:
-        """Embeddings (N, dim) float32 in input order, L2-normalised by the graph; a single str gives (dim,)."""
+        """Embeddings (N, dim) float32 in input order, L2-normalised by the graph; a single str gives (dim,).
+        `show_progress` is accepted for parity with `bellm.Encoder.encode` (there is no bar here); any other
+        keyword is a `TypeError`, as in Python, never silently ignored."""
         if not normalize:
-            raise ValueError("this export L2-normalises inside the graph; unnormalised embeddings are not available")
+            raise InputError("this export L2-normalises inside the graph; unnormalised embeddings are not available")
         single, items = as_text_list(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)

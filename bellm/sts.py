@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bellm.data import Pairs, read_pairs
+from bellm.errors import InputError
 from bellm.paths import STS_DIR
 
 # Sub-dataset order as in SentEval (the order does not change the "all" Spearman; it fixes `max_pairs`).
@@ -73,7 +74,7 @@ def _head(subsets: list[tuple[str, Pairs]], max_pairs: int | None) -> tuple[tupl
     if max_pairs is None:
         return tuple(subsets)
     if max_pairs < 1:
-        raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
+        raise InputError(f"max_pairs must be >= 1, got {max_pairs}")
     out: list[tuple[str, Pairs]] = []
     left = max_pairs
     for name, pairs in subsets:
@@ -93,7 +94,7 @@ def load_task(name: str, max_pairs: int | None = None, sts_dir: Path = STS_DIR) 
         subsets = [(split, read_pairs(sts_dir / folder / f"{split}.tsv"))]
     else:
         known = ", ".join([*YEAR_SUBSETS, *SPLIT_TASKS])
-        raise ValueError(f"unknown STS task {name!r}; built-in tasks are {known}")
+        raise InputError(f"unknown STS task {name!r}; built-in tasks are {known}")
     return Task(name, _head(subsets, max_pairs))
 
 
@@ -117,7 +118,7 @@ def load_suite(
     """Tasks of a suite: `gate` (STS-B dev), `full` (the 7 tasks), a task key, or scored-pair files."""
     items = [suite] if isinstance(suite, str | Path) else list(suite)
     if not items:
-        raise ValueError("empty suite: give 'gate', 'full', task keys or scored-pair files")
+        raise InputError("empty suite: give 'gate', 'full', task keys or scored-pair files")
     tasks: list[Task] = []
     for item in items:
         key = str(item)
@@ -130,7 +131,7 @@ def load_suite(
     names = [t.name for t in tasks]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"suite has duplicate task key(s) {', '.join(dupes)} (file stems must be unique)")
+        raise InputError(f"suite has duplicate task key(s) {', '.join(dupes)} (file stems must be unique)")
     return tasks
 
 

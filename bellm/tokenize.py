@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
+from bellm.errors import InputError
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -38,7 +40,7 @@ def encode_one(tok: Tokenizer, template: str, text: str, max_length: int) -> Enc
         return Encoded(ids, (start, end), False)
     excess = len(ids) - max_length
     if excess > end - start - 1:
-        raise ValueError(
+        raise InputError(
             f"max_length={max_length} is too short for the prompt: it needs {len(ids) - (end - start) + 1} tokens "
             "with at least one token of text"
         )
@@ -51,7 +53,7 @@ def pad_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pad encoded prompts. Returns input_ids (B,S), attention_mask (B,S), span_mask (B,S), all int64."""
     if side not in ("right", "left"):
-        raise ValueError(f"padding side must be 'right' or 'left', got {side!r}")
+        raise InputError(f"padding side must be 'right' or 'left', got {side!r}")
     seq = max(len(e.ids) for e in encs)
     ids = np.full((len(encs), seq), pad_id, dtype=np.int64)
     mask = np.zeros((len(encs), seq), dtype=np.int64)
@@ -75,7 +77,7 @@ def encode_batch(
 def batches_by_length(encs: Sequence[Encoded], batch_size: int) -> list[np.ndarray]:
     """Index batches over `encs`, longest first, so each batch pads little. Order is restored by the caller."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
     order = np.argsort(-lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

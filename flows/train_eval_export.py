@@ -44,6 +44,7 @@ def torch_spec(cfg: Any, adapter: str | None) -> dict[str, Any]:
         "pooling": e.pooling,
         "prompt": e.prompt,
         "max_length": e.max_length,
+        "dtype": cfg.model.dtype,
     }
 
 
@@ -73,9 +74,9 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         adapter = copy_adapter(trained["adapter_dir"], run_dir)
         record(run_dir, training={k: v for k, v in trained.items() if k != "adapter_dir"})
 
-        # The content-keyed training output (not the run's copy), so identical re-runs hit the eval cache.
+        # The content-keyed training output (not the run's copy); the eval cache is keyed by its content hash.
         spec = torch_spec(cfg, trained["adapter_dir"])
-        model_key = trained["adapter_dir"]
+        model_key = trained["adapter_sha256"]
         max_pairs = cfg.data.max_eval_pairs
         gate = timer(
             "evaluate-gate", evaluate_suite, spec, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key

@@ -10,9 +10,10 @@ from typing import Any
 from prefect import task
 
 from bellm.config import RunConfig
-from bellm.paths import bellm_home
+from bellm.provenance import code_fingerprint
 from tasks.common import RETRY_DELAYS, content_key, retry_transient
-from tasks.train import TRAIN_SECTIONS, train_key
+from tasks.evaluate import suite_data_sha256
+from tasks.train import TRAIN_SECTIONS, train_dir
 
 
 def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig:
@@ -31,7 +32,9 @@ def _key(context: Any, p: dict[str, Any]) -> str:
     cfg = trial_config(p["base"], p["k"], p["pooling"], p["ablation"]["steps"]).model_dump(mode="json")
     abl = {k: v for k, v in p["ablation"].items() if k not in ("ks", "poolings", "bootstrap", "seed", "zero_shot")}
     return content_key(
-        "ablation-trial", {s: cfg[s] for s in TRAIN_SECTIONS}, abl, p["trained"], p["data_sha256"], p["base_sha256"]
+        "ablation-trial", {s: cfg[s] for s in TRAIN_SECTIONS}, abl, p["trained"], p["data_sha256"], p["base_sha256"],
+        code_fingerprint(), suite_data_sha256(p["ablation"]["selection_suite"]),
+        suite_data_sha256(p["ablation"]["table_suite"]),
     )
 
 
@@ -62,8 +65,7 @@ def run_trial(
         from bellm.training import load_trained_encoder, train
 
         # Same directory scheme as the main flow's training: identical configs share (and resume) it.
-        out = bellm_home() / "train" / train_key(cfg, data_sha256, base_sha256)
-        res = train(cfg, out, progress=True)
+        res = train(cfg, train_dir(cfg, data_sha256, base_sha256), progress=True, lock_timeout=None)
         info = {"steps": res.steps, "final_loss": res.final_loss, "seconds": round(res.seconds, 1)}
         encoder = load_trained_encoder(res.adapter_dir)
     else:

@@ -18,7 +18,8 @@ RETRY_DELAYS = [2, 10, 30]
 
 
 def deterministic_errors() -> tuple[type[BaseException], ...]:
-    errs: list[type[BaseException]] = [DataError, ConfigError, ValueError, TypeError, KeyError]
+    # FloatingPointError: training diverged (NaN/inf loss) — the same inputs diverge again.
+    errs: list[type[BaseException]] = [DataError, ConfigError, ValueError, TypeError, KeyError, FloatingPointError]
     try:
         from bellm.gates import GateFailed
 

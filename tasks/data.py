@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import task
 
-from bellm.config import RunConfig
+from bellm.config import ConfigError, RunConfig
 from bellm.data import load_pairs, load_triplets
 
 
@@ -27,5 +27,5 @@ def prepare_data(cfg: RunConfig) -> dict[str, Any]:
     dev = load_pairs(cfg.data.dev_pairs)
     files[cfg.data.dev_pairs], rows[cfg.data.dev_pairs] = dev.sha256, len(dev)
     if not cfg.data.train_pairs and not cfg.data.train_triplets:
-        raise ValueError("data: no training files (set data.train_pairs and/or data.train_triplets)")
+        raise ConfigError("data: no training files (set data.train_pairs and/or data.train_triplets)")
     return {"sha256": files, "rows": rows}

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import task
 
+from bellm.provenance import code_fingerprint
 from tasks.common import RETRY_DELAYS, content_key, retry_transient
 
 
@@ -22,6 +23,7 @@ def load_spec(spec: dict[str, Any]) -> Any:
             prompt=spec["prompt"],
             max_length=spec["max_length"],
             adapter=spec.get("adapter"),
+            dtype=spec.get("dtype"),
         )
     if kind == "onnx":
         from bellm.runtime import OnnxEncoder
@@ -34,8 +36,19 @@ def load_spec(spec: dict[str, Any]) -> Any:
     raise ValueError(f"unknown encoder spec kind {kind!r}")
 
 
+def suite_data_sha256(suite: str | list[str]) -> dict[str, str]:
+    """{file: sha256} of every data file the suite reads (its content keys the evaluation cache)."""
+    from bellm.sts import load_suite
+
+    return {f: sha for t in load_suite(suite) for f, sha in t.files.items()}
+
+
 def _eval_key(context: Any, params: dict[str, Any]) -> str:
-    return content_key("evaluate", params["spec"], params["suite"], params.get("max_pairs"), params.get("model_key"))
+    """Spec (incl. dtype), suite, pair cap, the model's content hash, the suite's data hashes and the code."""
+    return content_key(
+        "evaluate", params["spec"], params["suite"], params.get("max_pairs"), params.get("model_key"),
+        suite_data_sha256(params["suite"]), code_fingerprint(),
+    )
 
 
 @task(

@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from bellm.config import RunConfig
-from bellm.registry import Run, champion_result, new_run, promote, update_manifest
+from bellm.liveness import Heartbeat
+from bellm.registry import RegistryError, Run, champion_result, new_run, promote, setting_of, update_manifest
 from tasks.common import RETRY_DELAYS, retry_transient
 
 
@@ -21,8 +22,10 @@ def _run(run_dir: str) -> Run:
 
 @task(name="open-run", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def open_run(cfg: RunConfig) -> str:
-    """A new `running` run directory in the registry."""
-    return str(new_run(cfg.artifacts_dir, cfg.profile, cfg.model_dump(mode="json")).dir)
+    """A new `running` run directory in the registry, with a heartbeat while this process lives."""
+    run_dir = new_run(cfg.artifacts_dir, cfg.profile, cfg.model_dump(mode="json")).dir
+    Heartbeat.start(run_dir)
+    return str(run_dir)
 
 
 @task(name="record", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
@@ -32,8 +35,11 @@ def record(run_dir: str, **fields: Any) -> None:
 
 @task(name="champion")
 def read_champion(cfg: RunConfig) -> dict[str, Any] | None:
-    """The champion's full-suite result; smoke runs never compare against the champion."""
-    return None if cfg.profile == "smoke" else champion_result(cfg.artifacts_dir)
+    """The result of the champion of this run's setting (profile + model + suite); smoke runs never compare
+    against a champion. An unreadable champion raises (never retried): it must not disable the gate."""
+    if cfg.profile == "smoke":
+        return None
+    return champion_result(cfg.artifacts_dir, setting_of(cfg.model_dump(mode="json")))
 
 
 @task(name="copy-adapter")
@@ -43,6 +49,9 @@ def copy_adapter(adapter_dir: str, run_dir: str) -> str:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(adapter_dir, dest)
+    log = Path(adapter_dir).parent / "train_log.jsonl"  # the loss/dev curve, plotted in the report
+    if log.is_file():
+        shutil.copy(log, Path(run_dir) / "train_log.jsonl")
     return str(dest)
 
 
@@ -88,15 +97,26 @@ def publish_report(
 
 @task(name="finish-run")
 def finish_run(run_dir: str, cfg: RunConfig, status: str, error: str | None = None) -> bool:
-    """Mark the run passed/failed; promote a passed non-smoke run to champion. Returns promoted."""
+    """Mark the run passed/failed; try to promote a passed non-smoke run to champion. Returns promoted.
+
+    Promotion re-checks the gates against the champion under the registry lock (another flow may have
+    been promoted meanwhile); a refusal keeps the run `passed` and records why in `promotion`."""
     run = _run(run_dir)
     onnx_dir = Path(run_dir) / "onnx"
-    if status == "failed" and onnx_dir.exists():  # a failed run never keeps a published model
-        shutil.rmtree(onnx_dir)
-    update_manifest(run, status=status, **({"error": error} if error else {}))
+    try:
+        if status == "failed" and onnx_dir.exists():  # a failed run never keeps a published model
+            shutil.rmtree(onnx_dir)
+        update_manifest(run, status=status, **({"error": error} if error else {}))
+    finally:
+        Heartbeat.stop(run_dir)
     if status == "passed" and onnx_dir.is_dir():
         create_link_artifact(onnx_dir.resolve().as_uri(), link_text=f"ONNX models of {run.id}", key="bellm-onnx")
     if status == "passed" and cfg.profile != "smoke":
-        promote(run.id, cfg.artifacts_dir)
+        try:
+            promote(run.id, cfg.artifacts_dir)
+        except RegistryError as e:
+            update_manifest(run, promotion={"refused": str(e)})
+            get_run_logger().warning("run %s passed but is not champion: %s", run.id, e)
+            return False
         return True
     return False

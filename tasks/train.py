@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from prefect import task
 
 from bellm.config import RunConfig
 from bellm.paths import bellm_home
+from bellm.provenance import code_fingerprint
 from tasks.common import RETRY_DELAYS, content_key, retry_transient
 
 # Everything that determines the adapter (not eval/export settings, which don't change training).
@@ -17,12 +19,23 @@ TRAIN_SECTIONS = ("model", "encoder", "lora", "data", "loss", "train")
 
 
 def train_key(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> str:
+    """The training directory and cache key: config sections, every input file's sha256, the base model's
+    sha256 and the code fingerprint (a code fix is never hidden by a cached adapter)."""
     dump = cfg.model_dump(mode="json")
-    return content_key("train", {k: dump[k] for k in TRAIN_SECTIONS}, data_sha256, base_sha256)
+    return content_key("train", {k: dump[k] for k in TRAIN_SECTIONS}, data_sha256, base_sha256, code_fingerprint())
+
+
+def train_dir(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> Path:
+    return bellm_home() / "train" / train_key(cfg, data_sha256, base_sha256)
 
 
 def _cache_key(context: Any, params: dict[str, Any]) -> str:
-    return train_key(params["cfg"], params["data_sha256"], params["base_sha256"])
+    """The content key while the trained adapter is on disk; when it was deleted, a one-off key, so the
+    cached result (which points at the missing directory) is not reused and training runs again."""
+    key = train_key(params["cfg"], params["data_sha256"], params["base_sha256"])
+    if not adapter_exists(str(train_dir(params["cfg"], params["data_sha256"], params["base_sha256"]) / "adapter")):
+        return f"{key}-rebuild-{secrets.token_hex(8)}"
+    return key
 
 
 @task(
@@ -36,13 +49,16 @@ def _cache_key(context: Any, params: dict[str, Any]) -> str:
 def train_adapter(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> dict[str, Any]:
     """Train into `$BELLM_HOME/train/<content key>/`: a killed flow re-run resumes from its checkpoints,
     and a finished one with the same config, data and base model is a cache hit."""
+    from bellm.io import sha256_dir
     from bellm.training import train
 
-    out = bellm_home() / "train" / train_key(cfg, data_sha256, base_sha256)
+    out = train_dir(cfg, data_sha256, base_sha256)
     t = time.perf_counter()
-    result = train(cfg, out, progress=True)
+    # Another flow training the same content key holds the directory's lock: wait, then resume its result.
+    result = train(cfg, out, progress=True, lock_timeout=None)
     return {
         "adapter_dir": str(result.adapter_dir),
+        "adapter_sha256": sha256_dir(result.adapter_dir),
         "steps": result.steps,
         "final_loss": result.final_loss,
         "log": str(result.log_path),

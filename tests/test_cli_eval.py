@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from bellm.cli import _register, app
 from bellm.cli.eval import load_champion, parse_min_task
+from bellm.errors import InputError
 
 _register()
 runner = CliRunner()
@@ -61,5 +62,5 @@ def test_parse_min_task_and_load_champion(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("[]")
     with pytest.raises(ValueError, match="neither"):
         load_champion(str(tmp_path / "x.json"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="no such file"):
         load_champion(str(tmp_path / "nope.json"))

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from bellm.config import PROFILES, ConfigError, build_config
 
@@ -51,3 +52,47 @@ def test_bad_values_name_the_key(override: str, needle: str) -> None:
 def test_unknown_profile() -> None:
     with pytest.raises(ConfigError, match="unknown profile"):
         build_config("huge")
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize("key", ["train.lr", "loss.cosine_tau", "eval.gates.min_avg", "eval.gates.min_task"])
+def test_non_finite_values_are_rejected(key: str, value: str) -> None:
+    """`--set train.lr=Infinity` used to train a NaN adapter and exit 0."""
+    item = f"{key}={{\"stsb_dev\": {value}}}" if key.endswith("min_task") else f"{key}={value}"
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        build_config("quick", [item])
+
+
+def test_profile_cannot_be_relabelled_by_an_override() -> None:
+    """`--profile smoke --set profile=quick` made a 2-step smoke run compete as `quick`."""
+    with pytest.raises(ConfigError, match="profile"):
+        build_config("smoke", ["profile=quick"])
+    with pytest.raises(ConfigError, match="profile"):
+        build_config("smoke", {"profile": "quick"})
+    with pytest.raises(ConfigError, match="profile"):
+        build_config("quick", ["profile=anything"])
+    assert build_config("smoke", ["profile=smoke"]).profile == "smoke"
+
+
+def test_config_file_must_be_a_json_object(tmp_path: Path) -> None:
+    f = tmp_path / "c.json"
+    f.write_text('["train.lr=1e-4"]')
+    with pytest.raises(ConfigError, match="JSON object"):
+        build_config("quick", file=f)
+    from bellm.cli import _register, app
+
+    _register()
+    for cmd in (["run", "--config", str(f)], ["train", "-o", str(tmp_path / "o"), "--config", str(f)]):
+        r = CliRunner().invoke(app, cmd)
+        assert r.exit_code == 2 and "JSON object" in r.output, r.output
+
+
+def test_profile_names_are_exactly_the_profiles() -> None:
+    from typing import get_args
+
+    from bellm.config import ProfileName
+
+    assert set(get_args(ProfileName)) == set(PROFILES)
+    for name in PROFILES:  # every profile that can be promoted has an absolute gate and a regression limit
+        gates = build_config(name).eval.gates
+        assert name == "smoke" or (gates.min_task and gates.max_regression is not None), name

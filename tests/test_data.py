@@ -109,8 +109,54 @@ def test_triplet_errors(tmp_path: Path) -> None:
 
 
 def test_sentences(tmp_path: Path) -> None:
-    s = read_sentences(_write(tmp_path, "s.txt", "one\n\n two \n"))
-    assert s.texts == ["one", "two"] and s.lines == [1, 3]
+    s = read_sentences(_write(tmp_path, "s.txt", "one\n two \n"))
+    assert s.texts == ["one", "two"] and s.lines == [1, 2]
     s = read_sentences(_write(tmp_path, "s.tsv", "id\ttext\n1\thello\n"))
     assert s.texts == ["hello"]
     assert "missing column" in _err(read_sentences, _write(tmp_path, "t.tsv", "id\tfoo\n1\tx\n")).reason
+
+
+def test_blank_line_in_txt_is_refused_with_its_line_number(tmp_path: Path) -> None:
+    """Row i of `bellm encode`'s output must be line i of the .txt: a blank line used to shift every row."""
+    err = _err(read_sentences, _write(tmp_path, "s.txt", "one\n\ntwo\n"))
+    assert err.line == 2 and "blank line" in err.reason
+    err = _err(read_sentences, _write(tmp_path, "w.txt", "one\n   \r\ntwo"))
+    assert err.line == 2
+    assert read_sentences(_write(tmp_path, "crlf.txt", "one\r\ntwo\r\n")).texts == ["one", "two"]
+
+
+def test_csv_with_quoted_header(tmp_path: Path) -> None:
+    s = read_sentences(_write(tmp_path, "q.csv", '"id","text"\n1,"hello, world"\n2,bye\n'))
+    assert s.texts == ["hello, world", "bye"] and s.lines == [2, 3]
+
+
+class _Rows(dict):
+    """What `datasets.load_dataset` returns, as far as bellm reads it (the hub is unreachable here)."""
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self)
+
+
+def test_hub_data_is_hashed_by_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hf:` data used to hash to "": every cache keyed on it ignored the data. Now the rows are hashed and a
+    revision can be pinned (`hf:<id>@<rev>[:split]`)."""
+    import bellm.data as data
+
+    calls = []
+    table = {"score": [1.0, 2.0], "sentence1": ["a b", "e f"], "sentence2": ["c d", "g h"]}
+
+    def fake(ds_id: str, split: str, revision: str | None) -> _Rows:
+        calls.append((ds_id, split, revision))
+        return _Rows(table)
+
+    monkeypatch.setattr(data, "_hf_dataset", fake)
+    assert data.parse_hf_spec("hf:org/name@abc123:validation") == ("org/name", "abc123", "validation")
+    first = data.load_pairs("hf:org/name@abc123:validation")
+    assert calls[-1] == ("org/name", "validation", "abc123") and len(first.sha256) == 64
+    table["score"] = [1.0, 3.0]
+    assert data.load_pairs("hf:org/name").sha256 != first.sha256
+    assert calls[-1] == ("org/name", "train", None)
+    table.clear()
+    table.update(anchor=["x"], positive=["y"], negative=["z"])
+    assert len(data.load_triplets("hf:org/trip").sha256) == 64

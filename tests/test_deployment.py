@@ -122,9 +122,10 @@ def test_real_deployment_run(tiny_model_dir: Path, tmp_path: Path) -> None:
         assert man["status"] == "passed" and man["profile"] == "smoke"
         assert (runs[0] / "onnx" / "fp32" / "model.onnx").is_file()
         assert not (arts / "champion").exists()  # smoke runs never become champion
-        r = prefect("deployment", "ls")
-        for name in ("train-eval-export/quick", "train-eval-export/paper", "train-eval-export/smoke"):
-            assert name in r.stdout.replace(" ", "") or name.split("/")[1] in r.stdout, r.stdout
+        for profile in ("quick", "standard", "paper", "smoke"):
+            name = f"train-eval-export/{profile}"
+            r = prefect("deployment", "inspect", name)  # exits non-zero for a deployment that does not exist
+            assert r.returncode == 0, name + ": " + r.stdout + r.stderr
     finally:
         for p in reversed(started):
             stop(p)

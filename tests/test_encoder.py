@@ -139,3 +139,46 @@ def test_real_model_k1_last_equals_causal_and_batch_invariance() -> None:
     alone = e2.encode([SHORT])
     for side in ("left", "right"):
         np.testing.assert_allclose(e2.encode(texts, padding_side=side, batch_size=3)[0], alone[0], atol=1e-4)
+
+
+def test_unknown_encode_keywords_raise_type_error(enc) -> None:
+    """`encode(texts, normalise=False)` (a typo) used to be swallowed and return normalised vectors."""
+    with pytest.raises(TypeError, match="normalise"):
+        enc.encode(["x"], normalise=False)
+    assert enc.encode(["x"], show_progress=False).shape == (1, enc.dim)
+
+
+def test_fingerprint_covers_dtype_and_code(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedding cache is keyed by the fingerprint: it must change with the weights' dtype and with the
+    encoding code, or a bf16 model (or a fixed bug) would reuse fp32 (or buggy) cached embeddings."""
+    import bellm.provenance as prov
+
+    fp32 = bellm.load_encoder(str(tiny_model_dir), bidirectional_layers=2)
+    bf16 = bellm.load_encoder(str(tiny_model_dir), bidirectional_layers=2, dtype="bfloat16")
+    assert fp32.describe() == bf16.describe() and fp32.fingerprint != bf16.fingerprint
+    before = fp32.fingerprint
+    monkeypatch.setattr(prov, "code_fingerprint", lambda modules=None: "other-code")
+    assert fp32.fingerprint != before
+
+
+def test_keep_layers_drops_the_top_layers_and_keeps_the_norm(tiny_model_dir: Path) -> None:
+    """keep_layers=ℓ equals the full model's state after layer ℓ through the final norm (k counted from the top)."""
+    import torch
+
+    from bellm.encoder import load_encoder
+
+    full = load_encoder(str(tiny_model_dir), bidirectional_layers=0, pooling="last")
+    cut = load_encoder(str(tiny_model_dir), bidirectional_layers=0, pooling="last", keep_layers=2)
+    assert cut.num_layers == 2 and full.num_layers == 4
+    ids = torch.tensor([[5, 6, 7, 8]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        _, states = full.module.backbone(ids, mask, output_hidden_states=True)
+        dec = full.module.backbone.decoder
+        want = dec.norm(states[1])[:, -1]  # (1,H) after layer 2 of 4
+        got = cut.module(ids, mask)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    bidir = load_encoder(str(tiny_model_dir), bidirectional_layers=1, pooling="mean", keep_layers=3)
+    assert bidir.module.backbone.flags == [False, False, True]
+    with pytest.raises(ValueError, match="keep_layers"):
+        load_encoder(str(tiny_model_dir), keep_layers=5)

@@ -49,13 +49,31 @@ def task_states(flow_run_id: Any) -> dict[str, list[str]]:
     return out
 
 
+def _setting(ov: dict[str, Any]) -> dict[str, Any]:
+    from bellm.config import build_config
+    from bellm.registry import setting_of
+
+    return setting_of(build_config("quick", ov).model_dump(mode="json"))
+
+
 def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """With a gate that *can* fail a first run: the tiny model's own STS-B dev score decides. Just above it,
+    the first run fails and nothing is promoted; at it, the run passes and becomes champion."""
     from bellm.registry import champion, list_runs
     from flows.train_eval_export import train_eval_export
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
     arts = tmp_path / "artifacts"
-    ov = tiny_overrides(tiny_model_dir, arts)
+    probe = tiny_overrides(tiny_model_dir, arts, **{"eval.gates.min_task": {"stsb_dev": 100.0}})
+    assert train_eval_export(profile="quick", overrides=probe, return_state=True).is_failed()
+    (failed,) = list_runs(arts)
+    measured = float(failed.manifest["error"].split("min_task[stsb_dev]: ")[1].split(" ")[0])  # 2 decimals
+    assert champion(arts, _setting(probe)) is None
+    above = tiny_overrides(tiny_model_dir, arts, **{"eval.gates.min_task": {"stsb_dev": measured + 0.02}})
+    assert train_eval_export(profile="quick", overrides=above, return_state=True).is_failed()
+    assert champion(arts, _setting(above)) is None
+
+    ov = tiny_overrides(tiny_model_dir, arts, **{"eval.gates.min_task": {"stsb_dev": measured - 0.02}})
     state = train_eval_export(profile="quick", overrides=ov, return_state=True)
     assert state.is_completed(), state
     result = state.result()
@@ -83,7 +101,7 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     adapter_cfg = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert adapter_cfg["base_model_name_or_path"] == str(tiny_model_dir)  # the declared source, not a cache path
     assert man["published_variants"] == ["fp32"]
-    assert champion(arts).id == run_dir.name
+    assert champion(arts, _setting(ov)).id == run_dir.name and man["promotion"]["check"]["passed"]
 
     # Same inputs again: training and evaluation are cache hits (by task state), a new run is registered.
     state2 = train_eval_export(profile="quick", overrides=ov, return_state=True)
@@ -91,7 +109,15 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     states = task_states(state2.state_details.flow_run_id)
     assert states["train"] == ["Cached"], states
     assert set(states["evaluate"]) == {"Cached"}, states
-    assert len(list_runs(arts)) == 2
+    assert len(list_runs(arts)) == 4
+
+    # The cached adapter directory was deleted: the cached result must not be reused (it used to fail forever).
+    import shutil
+
+    shutil.rmtree(Path(man["training"]["log"]).parent / "adapter")
+    state3 = train_eval_export(profile="quick", overrides=ov, return_state=True)
+    assert state3.is_completed(), state3
+    assert task_states(state3.state_details.flow_run_id)["train"] == ["Completed"]
 
 
 def test_failed_gate_fails_run_and_publishes_nothing(
@@ -113,3 +139,43 @@ def test_failed_gate_fails_run_and_publishes_nothing(
     states = task_states(state.state_details.flow_run_id)
     assert states["enforce-gates"] == ["Failed"], states  # not retried: deterministic
     assert "export" not in states
+
+
+def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> None:
+    """A code fix, an edited eval file or another dtype must never be answered from a cached result."""
+    import tasks.evaluate as ev
+    import tasks.train as tr
+    from bellm.config import build_config
+
+    cfg = build_config("quick")
+    key = tr.train_key(cfg, {"a": "1"}, "base")
+    spec = {"kind": "torch", "source": "m", "adapter": None, "bidirectional_layers": 2, "pooling": "last",
+            "prompt": "prompteol", "max_length": 64, "dtype": "float32"}
+    pairs = tmp_path / "mine.tsv"
+    pairs.write_text("score\tsentence1\tsentence2\n1\ta\tb\n2\tc\td\n")
+    params = {"spec": spec, "suite": [str(pairs)], "max_pairs": None, "model_key": "k"}
+    ekey = ev._eval_key(None, params)
+    assert ev._eval_key(None, {**params, "spec": {**spec, "dtype": "bfloat16"}}) != ekey
+    pairs.write_text("score\tsentence1\tsentence2\n1\ta\tb\n5\tc\td\n")
+    assert ev._eval_key(None, params) != ekey
+    ekey = ev._eval_key(None, params)
+    monkeypatch.setattr(tr, "code_fingerprint", lambda modules=None: "fixed")
+    monkeypatch.setattr(ev, "code_fingerprint", lambda modules=None: "fixed")
+    assert tr.train_key(cfg, {"a": "1"}, "base") != key
+    assert ev._eval_key(None, params) != ekey
+
+
+def test_train_cache_key_recomputes_when_the_adapter_is_gone(tmp_path: Path, monkeypatch) -> None:
+    import tasks.train as tr
+    from bellm.config import build_config
+
+    monkeypatch.setenv("BELLM_HOME", str(tmp_path))
+    cfg = build_config("quick")
+    params = {"cfg": cfg, "data_sha256": {"a": "1"}, "base_sha256": "b"}
+    key = tr.train_key(cfg, {"a": "1"}, "b")
+    adapter = tr.train_dir(cfg, {"a": "1"}, "b") / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    assert tr._cache_key(None, params) == key
+    (adapter / "adapter_config.json").unlink()
+    assert tr._cache_key(None, params) != key

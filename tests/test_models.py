@@ -64,3 +64,26 @@ def test_embedded_model_is_a_real_pretrained_lm() -> None:
 
     normal, shuffled = ppl(text), ppl(" ".join(words))
     assert normal < 60 and shuffled > 4 * normal, (normal, shuffled)
+
+
+def test_hub_ids_are_pinned_to_the_commit_they_resolve_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id used to fingerprint as "hub:<id>": a new push to the hub reused every cached result.
+    The hub is unreachable here, so its answer (the commit of the requested revision) is stood in for."""
+    import huggingface_hub
+
+    import bellm.models as models
+
+    seen = []
+
+    class Api:
+        def model_info(self, repo_id: str, revision: str | None = None):  # noqa: ANN202
+            seen.append((repo_id, revision))
+            return type("Info", (), {"sha": "c0ffee" + (revision or "main")})()
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    res = models.resolve_source("org/model")
+    assert res.kind == "hub" and res.path == "org/model" and res.revision == "c0ffeemain"
+    assert res.sha256 == "hub:org/model@c0ffeemain"
+    pinned = models.resolve_source("org/model@v1")
+    assert seen[-1] == ("org/model", "v1") and pinned.sha256 != res.sha256

@@ -88,3 +88,14 @@ def test_write_report_without_stsb_scores_has_no_scatter(tmp_path: Path) -> None
     paths = write_report(tmp_path, TRAINED)
     assert "scatter" not in paths and paths["bars"].is_file()
     assert json.loads(paths["metrics"].read_text()) == {"trained": TRAINED}
+
+
+def test_report_plots_the_training_curve_when_the_log_is_there(tmp_path: Path) -> None:
+    recs = [{"step": i, "loss": 5.0 / i} for i in range(1, 41)]
+    for r in recs[9::10]:
+        r["dev_spearman"] = 70.0 + r["step"] / 10
+    (tmp_path / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"step": 41, "lo')
+    paths = write_report(tmp_path, TRAINED)
+    data = paths["training"].read_bytes()
+    assert data.startswith(PNG) and len(data) > 5000
+    assert "(training.png)" in paths["report"].read_text()

@@ -64,11 +64,31 @@ def test_bad_input(rt: OnnxEncoder) -> None:
         rt.encode(["x"], batch_size=0)
 
 
-def test_overlong_text_is_truncated_keeping_the_prompt(rt: OnnxEncoder) -> None:
+def test_overlong_text_is_truncated_keeping_the_prompt(export_dir: Path, rt: OnnxEncoder) -> None:
+    """The expected ids are built independently (tokenizer offsets): the sentence is cut, the prompt's closing
+    tokens survive. Cutting the prompted text at the end instead gives another embedding, so this can fail."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    d = export_dir / "fp32"
+    cfg = json.loads((d / "bellm.json").read_text())
     long = "word " * 5000
     emb = rt.encode([long, "short"])
     assert rt.truncated_count == 1 and np.isfinite(emb).all()
-    np.testing.assert_allclose(rt.encode(["word " * 6000])[0], emb[0], atol=1e-6)  # only the cut-off part differs
+    full = Tokenizer.from_file(str(d / "tokenizer.json")).encode(cfg["prompt"].format(text=long))
+    text_end = cfg["prompt"].index("{text}") + len(long)
+    suffix = [i for i, (a, _) in zip(full.ids, full.offsets, strict=True) if a >= text_end]
+    assert suffix, "the prompt has closing tokens"
+    n = cfg["max_length"]
+    sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    def run(ids: list[int]) -> np.ndarray:
+        feeds = {"input_ids": np.array([ids], dtype=np.int64), "attention_mask": np.ones((1, len(ids)), np.int64)}
+        return sess.run(["sentence_embedding"], feeds)[0][0]
+
+    kept = full.ids[: n - len(suffix)] + suffix
+    np.testing.assert_allclose(emb[0], run(kept), atol=1e-5)
+    assert not np.allclose(emb[0], run(full.ids[:n]), atol=1e-3)  # the prompt-dropping cut differs
 
 
 def test_consumer_with_only_ort_and_tokenizers(export_dir: Path, rt: OnnxEncoder) -> None:

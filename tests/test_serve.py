@@ -309,16 +309,17 @@ def _batch_stats(url: str) -> tuple[float, float]:
 
 
 def test_resolve_run_id_and_champion(export_dir: Path, tmp_path: Path) -> None:
+    from bellm.config import build_config
     from bellm.registry import new_run, promote
 
-    run = new_run(tmp_path, "quick", {})
+    run = new_run(tmp_path, "quick", build_config("quick").model_dump(mode="json"))  # the default setting
     (run.dir / "onnx").symlink_to(export_dir)
     d, name = resolve_target(run.id, artifacts=tmp_path)
     assert d == run.dir / "onnx" / "fp32" and name == f"{run.id}/fp32"
     assert resolve_target(run.id, "int8", artifacts=tmp_path)[0].name == "int8"
     with pytest.raises(ValueError, match="no champion"):
         resolve_target("champion", artifacts=tmp_path)
-    promote(run.id, tmp_path, force=True)
+    promote(run.id, tmp_path, force=True, reason="a running run, served for this test")
     assert resolve_target("champion", artifacts=tmp_path)[0] == d
     with pytest.raises(ValueError, match="neither an export directory nor a run id"):
         resolve_target("nope", artifacts=tmp_path)

@@ -292,3 +292,102 @@ def test_adapter_config_names_the_declared_source_not_a_local_path(tiny_model_di
     assert cfg["base_model_name_or_path"] == str(declared)
     readme = (out / "README.md").read_text()
     assert res.path not in readme and "base_model:" not in readme.split("---")[1]  # no local path in the card
+
+
+# ---- a training directory is never shared, diverged or stale -------------------------------------------
+
+
+def test_a_busy_training_directory_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two `bellm train -o same` used to interleave: one crashed on a rename, the other lost log lines."""
+    from typer.testing import CliRunner
+
+    from bellm.cli import _register, app
+    from bellm.errors import BusyError
+    from bellm.locks import file_lock
+    from bellm.training import train
+    from bellm.training.loop import LOCK_FILE
+
+    out = tmp_path / "run"
+    with file_lock(out / LOCK_FILE):  # another trainer holds the directory
+        with pytest.raises(BusyError, match="in use by another bellm process"):
+            train(tiny_cfg(tiny_model_dir, train={"max_steps": 1}), out)
+        _register()
+        res = CliRunner().invoke(app, ["train", "-o", str(out), "--profile", "smoke", "--no-progress",
+                                       "--set", f"model.source={tiny_model_dir}", "--set", "train.max_steps=1"])
+        assert res.exit_code == 2 and "in use" in res.output, res.output
+    assert not (out / "train_log.jsonl").exists() and not (out / "checkpoints").exists()
+    assert train(tiny_cfg(tiny_model_dir, train={"max_steps": 1}), out).steps == 1  # free again
+
+
+def test_non_finite_loss_aborts_training(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A diverging run used to finish and publish a NaN adapter with exit 0."""
+    from bellm.training import train
+    from bellm.training.loop import NonFiniteLossError
+
+    cfg = tiny_cfg(tiny_model_dir, train={"max_steps": 4, "lr": 1e30, "checkpoint_every": 1})
+    with pytest.raises(NonFiniteLossError, match="diverged at step"):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_resume_refuses_changed_data_contents(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The resume fingerprint held the data *paths* only: an edited file resumed the old run's checkpoints."""
+    from bellm.paths import STS_DIR
+    from bellm.training import train
+
+    data = tmp_path / "pairs.tsv"
+    lines = (STS_DIR / "stsb" / "train.tsv").read_text().splitlines()
+    data.write_text("\n".join(lines[:41]) + "\n")
+    cfg = tiny_cfg(tiny_model_dir, train={"max_steps": 2, "checkpoint_every": 1},
+                   data={"train_pairs": [str(data)], "train_triplets": []})
+    train(cfg, tmp_path / "out")
+    data.write_text("\n".join([lines[0], *lines[41:81]]) + "\n")
+    with pytest.raises(ValueError, match="different configuration"):
+        train(cfg, tmp_path / "out")
+
+
+def test_best_adapter_is_checkpointed_and_restored(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`best/` lived outside the checkpoints: after a kill, a resume could publish a `best/` written by steps
+    that were rolled back (here: a stray file standing for such a later best)."""
+    from bellm.training import train
+    from bellm.training.checkpoint import list_checkpoints
+
+    out = tmp_path / "out"
+    base = {"max_steps": 4, "checkpoint_every": 2, "keep_checkpoints": 5, "lr": 1e-3}
+    cfg = tiny_cfg(tiny_model_dir, train={**base, "eval_every": 2}, data={"max_eval_pairs": 24})
+    train(cfg, out)
+    ckpts = list_checkpoints(out / "checkpoints")
+    assert all((c / "best" / "adapter_model.safetensors").is_file() for c in ckpts)
+    # Simulate a kill after step 4's best/ was written but before its checkpoint: resume from step 2.
+    import shutil
+
+    shutil.rmtree(ckpts[-1])
+    shutil.rmtree(out / "adapter")
+    (out / "best" / "FROM_A_ROLLED_BACK_STEP").write_text("x")
+    resumed = train(tiny_cfg(tiny_model_dir, train=base, data={"max_eval_pairs": 24}), out)
+    assert resumed.resumed_from == 2
+    assert not (out / "adapter" / "FROM_A_ROLLED_BACK_STEP").exists()
+    assert not (out / "best" / "FROM_A_ROLLED_BACK_STEP").exists()
+
+
+def test_truncated_model_trains_and_reloads_the_same(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """keep_layers round-trips through training and the adapter's bellm.json; the dev curve uses the cap."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from bellm.training import load_trained_encoder, train
+    from bellm.training.evaluate import embed_texts
+    from bellm.training.model import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, encoder={"keep_layers": 3, "bidirectional_layers": 1, "pooling": "mean"},
+                   train={"max_steps": 2, "eval_every": 1, "eval_max_pairs": 8, "lr": 1e-3})
+    result = train(cfg, tmp_path / "run")
+    meta = json.loads((result.adapter_dir / "bellm.json").read_text())
+    assert meta["keep_layers"] == 3 and meta["num_layers"] == 3
+    enc = load_trained_encoder(result.adapter_dir)
+    assert enc.num_layers == 3 and enc.module.backbone.flags == [False, False, True]
+    texts = ["A man is playing a guitar.", "Two dogs run."]
+    module, peft_model = build_lora_module(cfg, enc.source)
+    set_peft_model_state_dict(peft_model, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
+    ref = embed_texts(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8, torch.device("cpu"))
+    assert np.abs(enc.encode(texts) - ref).max() < 1e-4

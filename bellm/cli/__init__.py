@@ -12,8 +12,11 @@ app = typer.Typer(
     help=(
         "Turn a decoder LLM into a BeLLM sentence encoder: make the last k attention layers bidirectional, "
         "LoRA-train it with the AnglE objective, gate it on STS benchmarks and export it to ONNX.\n\n"
-        "The default model is the embedded SmolLM2-135M (no hub needed). State and caches live in "
-        "$BELLM_HOME (default ./.bellm); runs land in ./artifacts."
+        "The default model is the embedded SmolLM2-135M (no hub needed).\n\n"
+        "Where state lives: caches in $BELLM_HOME, runs in $BELLM_ARTIFACTS, data in $BELLM_DATA. Defaults: "
+        "in a source checkout <repo>/.bellm, <repo>/artifacts and <repo>/data; installed from a wheel, "
+        "~/.cache/bellm (or $XDG_CACHE_HOME/bellm), ./artifacts and ./data in the current directory.\n\n"
+        "Exit codes: 0 ok, 1 a quality gate or check failed, 2 bad input or a busy directory."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -30,7 +33,7 @@ def _register() -> None:
     # Each module adds its command(s) to `app` on import.
     from bellm.cli import encode  # noqa: F401
 
-    for optional in ("eval", "train", "export", "runs", "run", "ablate", "serve"):
+    for optional in ("eval", "train", "export", "runs", "run", "ablate", "sweep", "serve"):
         try:
             __import__(f"bellm.cli.{optional}")
         except ModuleNotFoundError as e:

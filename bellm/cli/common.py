@@ -1,4 +1,4 @@
-"""Shared CLI helpers: turning library errors into one clear line and a non-zero exit."""
+"""Shared CLI helpers: turning bellm's own expected errors into one clear line and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from collections.abc import Iterator
 
 import typer
 
-from bellm.config import ConfigError
-from bellm.data import DataError
-from bellm.models import ModelSourceError
+from bellm.errors import BusyError, InputError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (DataError, ConfigError, ModelSourceError, ValueError, FileNotFoundError)
+# Only bellm's own error types: a stray ValueError/FileNotFoundError from deep inside a library is a bug
+# and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (InputError, BusyError)
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Report expected, user-caused errors as `error: ...` with exit code 2, not a traceback."""
+    """Report bad input (`InputError`: data, config, options, paths) and a busy directory (`BusyError`) as
+    `error: ...` with exit code 2, not a traceback."""
     try:
         yield
     except USER_ERRORS as e:

@@ -8,6 +8,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.errors import InputError
 
 
 @app.command()
@@ -38,7 +39,7 @@ def encode(
 
     with user_errors():
         if output.suffix != ".npy":
-            raise ValueError(f"{output}: output must end in .npy")
+            raise InputError(f"{output}: output must end in .npy")
         sentences = read_sentences(input)
         k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
         enc = load_encoder(

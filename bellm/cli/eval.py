@@ -10,6 +10,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.errors import InputError
 
 SUITE_HELP = (
     "what to evaluate on: 'gate' (STS-B dev, fast), 'full' (STS12-16, STS-B test, SICK-R test), a task key "
@@ -28,7 +29,7 @@ def parse_min_task(items: list[str]) -> dict[str, float]:
                 raise ValueError
             out[task.strip()] = float(value)
         except ValueError:
-            raise ValueError(f"--min-task {item!r} must look like TASK=SPEARMAN, e.g. stsb=70") from None
+            raise InputError(f"--min-task {item!r} must look like TASK=SPEARMAN, e.g. stsb=70") from None
     return out
 
 
@@ -42,13 +43,13 @@ def load_champion(spec: str) -> dict[str, Any] | None:
     if path.is_dir():
         path = path / "metrics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"--champion {spec}: no such file (give a metrics.json, a run directory or 'registry')")
+        raise InputError(f"--champion {spec}: no such file (give a metrics.json, a run directory or 'registry')")
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"--champion {path}: not valid JSON ({e})") from None
+        raise InputError(f"--champion {path}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or not ("tasks" in doc or isinstance(doc.get("trained"), dict)):
-        raise ValueError(f"--champion {path}: neither an evaluation result nor a metrics.json with 'trained'")
+        raise InputError(f"--champion {path}: neither an evaluation result nor a metrics.json with 'trained'")
     return doc.get("trained", doc) if "tasks" not in doc else doc
 
 
@@ -111,7 +112,7 @@ def eval_command(
         gates = GateConfig.model_validate({**gates.model_dump(), **updates})
         champ = load_champion(champion) if champion else None
         if baseline not in (None, "minilm"):
-            raise ValueError(f"--baseline {baseline!r}: only 'minilm' is available")
+            raise InputError(f"--baseline {baseline!r}: only 'minilm' is available")
         suite_arg: str | list[str] = suite[0] if len(suite) == 1 else list(suite)
         if baseline == "minilm":
             from bellm.baselines import MiniLMEncoder
@@ -119,7 +120,7 @@ def eval_command(
             try:
                 encoder: Any = MiniLMEncoder()
             except RuntimeError as e:  # the optional `baseline` extra is missing
-                raise ValueError(str(e)) from None
+                raise InputError(str(e)) from None
         else:
             from bellm.encoder import load_encoder
 

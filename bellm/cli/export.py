@@ -8,19 +8,21 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.errors import InputError
 
 
 def parse_variants(text: str) -> list[str]:
     items = [v.strip() for v in text.split(",") if v.strip()]
     if not items:
-        raise ValueError("--variants is empty; give e.g. fp32,int8")
+        raise InputError("--variants is empty; give e.g. fp32,int8")
     return items
 
 
 @app.command("export")
 def export(
     output: Path = typer.Option(
-        ..., "--output", "-o", help="export directory (replaced atomically when all gates pass)"
+        ..., "--output", "-o", help="export directory (replaced atomically when all gates pass; a non-empty "
+        "directory that is not a previous bellm export is refused unless --overwrite)"
     ),
     model: str = typer.Option("smollm2-135m", help="embedded name, HF directory, .gguf file or hub id"),
     adapter: Path | None = typer.Option(None, help="a trained LoRA adapter directory (merged before export)"),
@@ -44,26 +46,30 @@ def export(
         None, help="score the STS gate on the first N STS-B test pairs (smoke runs)"
     ),
     max_drop: float = typer.Option(0.5, help="max STS-B Spearman points a variant may lose against fp32"),
+    overwrite: bool = typer.Option(
+        False, help="replace OUTPUT even if it holds files that are not a previous bellm export"
+    ),
 ) -> None:
     """Export to ONNX: graph check (last k layers bidirectional), PyTorch parity, variant gates, then publish."""
     with user_errors():
         from bellm.encoder import load_encoder
-        from bellm.export.api import ATTENTION_OPS, export_encoder, normalize_variants
+        from bellm.export.api import ATTENTION_OPS, check_destination, export_encoder, normalize_variants
         from bellm.export.card import run_card_info
         from bellm.export.check import GraphCheckError
         from bellm.export.parity import ParityError
 
         wanted = normalize_variants(parse_variants(variants))
+        check_destination(output, overwrite)  # before loading a model: refuse at once
         if attention_op not in ATTENTION_OPS:
-            raise ValueError(f"--attention-op must be one of {', '.join(ATTENTION_OPS)}, got {attention_op!r}")
+            raise InputError(f"--attention-op must be one of {', '.join(ATTENTION_OPS)}, got {attention_op!r}")
         if adapter is not None and not adapter.is_dir():
-            raise FileNotFoundError(f"{adapter}: adapter directory not found")
+            raise InputError(f"{adapter}: adapter directory not found")
         k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
         enc = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length,
                            adapter=adapter)
         try:
             result = export_encoder(enc, output, wanted, attention_op=attention_op, opset=opset, sts_gate=sts_gate,
-                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop,
+                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop, overwrite=overwrite,
                                     card_info=run_card_info(adapter))
         except (ParityError, GraphCheckError) as e:
             typer.secho(f"export failed, nothing published: {e}", fg=typer.colors.RED, err=True)

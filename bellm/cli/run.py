@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -32,10 +31,10 @@ def run(
     Uses a Prefect server if PREFECT_API_URL is set, otherwise Prefect's ephemeral mode. Results land in
     artifacts/runs/<timestamp>-<id>/ (see artifacts/README.md); exit code 1 if a gate or check fails.
     """
-    from bellm.config import build_config
+    from bellm.config import build_config, read_config_file
 
     with user_errors():
-        overrides: dict = json.loads(config.read_text()) if config else {}
+        overrides: dict = read_config_file(config) if config else {}
         for item in set_:
             from bellm.config import parse_override
 

@@ -23,54 +23,105 @@ def _avg(run) -> str:  # noqa: ANN001
     return f"{r['avg']:.2f}" if isinstance(r.get("avg"), (int, float)) else "-"
 
 
+def _fail(e: Exception) -> typer.Exit:
+    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def _champions(artifacts: Path | None) -> dict[str, str]:
+    """run id -> champion mark, for the default pointer and each setting's pointer (unreadable ones warned)."""
+    from bellm.registry import RUN_ID, root_dir
+
+    root = root_dir(artifacts)
+    marks: dict[str, str] = {}
+    pointers = [root / "champion", *sorted((root / "champions").glob("*"))]
+    for p in pointers:
+        if not p.is_file():
+            continue
+        run_id = p.read_text(errors="replace").strip()
+        if not RUN_ID.fullmatch(run_id) or not (root / "runs" / run_id / "manifest.json").is_file():
+            typer.secho(f"warning: {p} points at {run_id!r}, which is not a readable run (dangling champion)",
+                        fg=typer.colors.YELLOW, err=True)
+            continue
+        marks[run_id] = "  * champion" if p.name == "champion" else f"  * champion of {p.name}"
+    return marks
+
+
 @runs_app.command("list")
 def list_cmd(artifacts: Path | None = RootOpt) -> None:
-    """One line per run: id, profile, status, trained average, champion mark."""
-    from bellm.registry import champion, list_runs
+    """One line per run: id, profile, status, trained average, champion mark. Runs whose process died are
+    marked `interrupted` first; unreadable runs are listed and flagged."""
+    from bellm.registry import RegistryError, list_runs, mark_dead_runs
 
-    champ = champion(artifacts)
+    mark_dead_runs(artifacts)
+    marks = _champions(artifacts)
     runs = list_runs(artifacts)
     if not runs:
         typer.echo("no runs yet")
         return
-    typer.echo(f"{'run':<28} {'profile':<8} {'status':<8} {'avg':>6}")
+    typer.echo(f"{'run':<28} {'profile':<8} {'status':<11} {'avg':>6}")
     for run in runs:
-        man = run.manifest
-        mark = "  * champion" if champ and champ.id == run.id else ""
-        typer.echo(f"{run.id:<28} {man.get('profile', '?'):<8} {man.get('status', '?'):<8} {_avg(run):>6}{mark}")
+        try:
+            man = run.manifest
+            avg = _avg(run)
+        except RegistryError as e:
+            typer.echo(f"{run.id:<28} {'?':<8} {'UNREADABLE':<11} {'-':>6}  ({e})")
+            continue
+        typer.echo(f"{run.id:<28} {man.get('profile', '?'):<8} {man.get('status', '?'):<11} {avg:>6}"
+                   f"{marks.get(run.id, '')}")
 
 
 @runs_app.command("show")
 def show_cmd(run_id: str = typer.Argument(..., help="run id, or 'champion'"), artifacts: Path | None = RootOpt) -> None:
     """Print a run's manifest (status, config, timings, gate verdicts) and metrics summary as JSON."""
-    from bellm.registry import RegistryError, champion, get_run
+    from bellm.registry import RegistryError, champion, get_run, mark_dead_runs
 
     try:
+        mark_dead_runs(artifacts)
         run = champion(artifacts) if run_id == "champion" else get_run(run_id, artifacts)
+        if run is None:
+            raise RegistryError("no champion yet")
+        manifest, metrics = run.manifest, run.metrics or {}
     except RegistryError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
-    if run is None:
-        typer.secho("error: no champion yet", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    metrics = run.metrics or {}
+        raise _fail(e) from None
     summary = {k: v.get("avg") if isinstance(v, dict) and "avg" in v else v for k, v in metrics.items() if k != "onnx"}
     summary["onnx"] = {k: v.get("avg") for k, v in (metrics.get("onnx") or {}).items()}
-    typer.echo(json.dumps({"dir": str(run.dir), "manifest": run.manifest, "metrics_avg": summary}, indent=2))
+    typer.echo(json.dumps({"dir": str(run.dir), "manifest": manifest, "metrics_avg": summary}, indent=2))
 
 
 @runs_app.command("promote")
 def promote_cmd(
-    run_id: str = typer.Argument(..., help="the run to make champion"),
-    force: bool = typer.Option(False, help="promote even if the run did not pass (not recommended)"),
+    run_id: str = typer.Argument(..., help="the run to make champion of its setting"),
+    force: bool = typer.Option(False, help="skip the checks (not recommended); a run that did not pass also "
+                               "needs --reason"),
+    reason: str | None = typer.Option(None, help="why a forced promotion is right (recorded in the manifest)"),
     artifacts: Path | None = RootOpt,
 ) -> None:
-    """Make a passed run the champion (atomically rewrites artifacts/champion)."""
+    """Make a passed run the champion of its setting (profile + model + suite), after re-checking its absolute
+    and regression gates against the current champion under the registry lock."""
     from bellm.registry import RegistryError, promote
 
     try:
-        run = promote(run_id, artifacts, force=force)
+        run = promote(run_id, artifacts, force=force, reason=reason)
     except RegistryError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise _fail(e) from None
     typer.echo(f"champion is now {run.id}")
+
+
+@runs_app.command("gc")
+def gc_cmd(artifacts: Path | None = RootOpt) -> None:
+    """Clean up after killed processes: mark dead `running` runs `interrupted`, delete temp directories of
+    interrupted writes (in the registry and in $BELLM_HOME), and delete the ONNX models of runs that failed or
+    were interrupted."""
+    from bellm.io import remove_leftovers
+    from bellm.paths import bellm_home
+    from bellm.registry import gc
+
+    done = gc(artifacts)
+    done["removed"] += [str(p) for p in remove_leftovers(bellm_home())]
+    for run_id in done["interrupted"]:
+        typer.echo(f"marked interrupted: {run_id}")
+    for path in done["removed"]:
+        typer.echo(f"removed: {path}")
+    if not any(done.values()):
+        typer.echo("nothing to clean")

@@ -31,16 +31,23 @@ def serve(
 ) -> None:
     """Serve embeddings over HTTP: POST /v1/embeddings (OpenAI), POST /embed (TEI), GET /health, /info, /metrics."""
     with user_errors():
-        from bellm.config import ServeConfig
+        from pydantic import ValidationError
+
+        from bellm.config import ConfigError, ServeConfig
         from bellm.serve import build_app, resolve_target, run_server
 
-        cfg = ServeConfig(  # a bad value is a pydantic ValidationError, i.e. a ValueError: one clear line
-            host=host, port=port, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
-            max_wait_ms=max_wait_ms, max_inputs=max_inputs, max_chars=max_chars, max_queue=max_queue,
-            truncate=truncate, threads=threads,
-            providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
-        )
-        path, default_name = resolve_target(target, variant, artifacts)  # ExportFormatError is a ValueError
+        try:
+            cfg = ServeConfig(
+                host=host, port=port, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
+                max_wait_ms=max_wait_ms, max_inputs=max_inputs, max_chars=max_chars, max_queue=max_queue,
+                truncate=truncate, threads=threads,
+                providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
+            )
+        except ValidationError as e:  # one clear line per bad option, exit 2
+            lines = [f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-') or 'options'}: {err['msg']}"
+                     for err in e.errors()]
+            raise ConfigError("; ".join(lines)) from None
+        path, default_name = resolve_target(target, variant, artifacts)  # ExportFormatError is an InputError
         server_app = build_app(path, cfg, model_name or default_name)
         typer.echo(f"serving {path} as {model_name or default_name!r} on http://{host}:{port}", err=True)
     run_server(server_app, cfg, log_level)

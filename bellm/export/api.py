@@ -30,6 +30,7 @@ import onnx_ir as ir
 import torch
 
 from bellm.encoder import Encoder
+from bellm.errors import InputError
 from bellm.export.card import contract, model_card
 from bellm.export.check import check_graph
 from bellm.export.parity import (
@@ -84,14 +85,38 @@ def normalize_variants(variants: Sequence[str]) -> list[str]:
     """Validated variants in build order; fp32 is always built: it is the reference of every gate."""
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
-        raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+        raise InputError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
     return [v for v in VARIANTS if v == "fp32" or v in variants]
+
+
+class ExportDestinationError(InputError):
+    """OUTPUT holds something that is not a previous bellm export: replacing it would delete it."""
+
+
+def check_destination(output: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuse to replace a non-empty OUTPUT that is not exactly a previous bellm export (export.json, its
+    README.md and variant directories), unless `overwrite`: publishing replaces the whole directory."""
+    out = Path(output)
+    if overwrite or not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportDestinationError(f"{out} exists and is not a directory; choose another --output")
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    foreign = sorted(entries - {"export.json", "README.md", *VARIANTS})
+    if "export.json" not in entries or foreign:
+        shown = ", ".join(foreign[:5] or sorted(entries)[:5])
+        raise ExportDestinationError(
+            f"{out} is not empty and is not a previous bellm export (it holds {shown}); exporting would replace "
+            "all of it. Choose an empty or new directory, or pass --overwrite (overwrite=True) to replace it"
+        )
 
 
 def build_graph(encoder: Encoder, dtype: torch.dtype, attention_op: str, opset: int) -> ir.Model:
     """Trace, then make every layer's causality explicit in its fused attention node."""
     if attention_op not in ATTENTION_OPS:
-        raise ValueError(f"attention_op must be one of {ATTENTION_OPS}, got {attention_op!r}")
+        raise InputError(f"attention_op must be one of {ATTENTION_OPS}, got {attention_op!r}")
     with quiet_exporter():
         model = trace(encoder.module, dtype, opset)
         flags = encoder.module.backbone.flags
@@ -238,16 +263,19 @@ def export_encoder(
     sts_max_pairs: int | None = None,
     max_spearman_drop: float = 0.5,
     card_info: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export, check, gate and atomically publish `encoder` to OUTPUT (see the module docstring).
 
     `sts_gate`: True = STS-B test Spearman through `bellm.evaluation`, False = skip (recorded), or a
-    callable(encoder-like) -> Spearman x100. Raises `ParityError` / `GraphCheckError` when fp32 fails.
+    callable(encoder-like) -> Spearman x100. Raises `ParityError` / `GraphCheckError` when fp32 fails, and
+    `ExportDestinationError` (before any work) when OUTPUT holds other files and `overwrite` is False.
     `card_info` (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
     """
     wanted = normalize_variants(variants)
+    check_destination(output, overwrite)
     if opset < 23:
-        raise ValueError("opset must be >= 23: the fused Attention / RotaryEmbedding / RMSNormalization ops need it")
+        raise InputError("opset must be >= 23: the fused Attention / RotaryEmbedding / RMSNormalization ops need it")
     start = time.perf_counter()
     results: dict[str, VariantResult] = {}
     with atomic_path(output) as root:

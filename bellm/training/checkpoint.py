@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from bellm.io import atomic_path
 
 PREFIX = "step-"
+BEST = "best"
 
 
 def capture_rng() -> dict[str, Any]:
@@ -97,11 +98,15 @@ def save_checkpoint(
     rng: list[dict[str, Any]],
     state: dict[str, Any],
     keep: int = 2,
+    best_dir: Path | None = None,
 ) -> Path:
-    """Write `root/step-XXXXXXXX/` atomically, then drop all but the newest `keep` checkpoints."""
+    """Write `root/step-XXXXXXXX/` atomically, then drop all but the newest `keep` checkpoints.
+    `best_dir` (the best-dev adapter so far) is copied in, so a resume restores the matching `best/`."""
     dest = root / f"{PREFIX}{step:08d}"
     with atomic_path(dest) as tmp:
         tmp.mkdir()
+        if best_dir is not None:
+            shutil.copytree(best_dir, tmp / BEST)
         save_file(trainable, str(tmp / "trainable.safetensors"))
         torch.save({"optimizer": optimizer, "scheduler": scheduler, "rng": rng}, tmp / "optim.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2) + "\n")
@@ -130,6 +135,17 @@ def load_checkpoint(path: Path) -> Checkpoint:
         rng=blob["rng"],
         state=state,
     )
+
+
+def restore_best(checkpoint_dir: Path, best_dir: Path) -> None:
+    """Make `best_dir` what it was when the checkpoint was written (a later `best/` from steps that are
+    about to be replayed, or none at all, must not survive the resume)."""
+    saved = checkpoint_dir / BEST
+    if saved.is_dir():
+        with atomic_path(best_dir) as tmp:
+            shutil.copytree(saved, tmp)
+    elif best_dir.exists():
+        shutil.rmtree(best_dir)
 
 
 def latest_checkpoint(root: Path) -> Checkpoint | None:

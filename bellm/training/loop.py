@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import shutil
 import time
@@ -25,7 +26,10 @@ import torch
 from bellm.config import RunConfig
 from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
+from bellm.errors import InputError
+from bellm.hardware import autocast
 from bellm.io import atomic_path, sha256_text, write_json_atomic, write_text_atomic
+from bellm.locks import file_lock
 from bellm.losses import pair_objective, triplet_objective
 from bellm.models import resolve_source
 from bellm.prompts import resolve_prompt
@@ -47,8 +51,10 @@ from bellm.training.optim import make_optimizer, make_scheduler
 log = logging.getLogger(__name__)
 
 PARTS = ("loss", "cosine", "ibn", "angle")
+LOCK_FILE = ".train.lock"
 # Settings that do not change the numbers, so they may differ between a run and its resume.
-NON_NUMERIC_TRAIN = {"checkpoint_every", "keep_checkpoints", "eval_every", "select_best", "num_threads", "progress"}
+NON_NUMERIC_TRAIN = {"checkpoint_every", "keep_checkpoints", "eval_every", "select_best", "num_threads", "progress",
+                     "eval_max_pairs"}
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,17 @@ class TrainResult:
     best_dev_spearman: float | None = None
 
 
-def config_fingerprint(cfg: RunConfig) -> str:
-    """Hash of every setting that affects the trained weights (a resume must match it)."""
+def config_fingerprint(cfg: RunConfig, data_sha256: list[str] | None = None) -> str:
+    """Hash of every setting that affects the trained weights and of the training files' contents (a resume
+    must match it: checkpoints of an edited data file are not resumed)."""
     tree = cfg.model_dump(include={"model", "encoder", "lora", "data", "loss", "train"})
     for key in NON_NUMERIC_TRAIN:
         tree["train"].pop(key, None)
-    return sha256_text(json.dumps(tree, sort_keys=True))[:16]
+    return sha256_text(json.dumps({"config": tree, "data": data_sha256 or []}, sort_keys=True))[:16]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged (NaN/inf loss): stopped before the optimizer step, nothing of it is saved."""
 
 
 def seed_everything(seed: int) -> None:
@@ -84,12 +95,12 @@ def global_batch(cfg: RunConfig, world: int) -> int:
 def check_world(cfg: RunConfig, info: D.DistInfo) -> None:
     n = cfg.train.nproc_per_node
     if n > 1 and not info.enabled:
-        raise ValueError(
+        raise InputError(
             f"train.nproc_per_node={n} needs {n} processes: use `bellm train` (it relaunches itself under torchrun) "
             f"or `torchrun --nproc_per_node={n} -m bellm.training --config CONFIG.json --output DIR`"
         )
     if info.enabled and info.local_world_size != n:
-        raise ValueError(f"started with {info.local_world_size} processes per node but train.nproc_per_node={n}")
+        raise InputError(f"started with {info.local_world_size} processes per node but train.nproc_per_node={n}")
 
 
 def truncate_log(path: Path, last_step: int) -> None:
@@ -126,7 +137,8 @@ class Trainer:
         for kind, n in (("pairs", self.data.n_pairs), ("triplets", self.data.n_triplets)):
             if 0 < n < self.gb:
                 log.warning("%d %s are fewer than one global batch (%d): they will not be used", n, kind, self.gb)
-        self.dev = load_pairs(cfg.data.dev_pairs, cfg.data.max_eval_pairs) if t.eval_every else None
+        caps = [c for c in (t.eval_max_pairs, cfg.data.max_eval_pairs) if c is not None]
+        self.dev = load_pairs(cfg.data.dev_pairs, min(caps, default=None)) if t.eval_every else None
         self.module, self.peft = build_lora_module(cfg, self.res)
         self.module.to(info.device)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
@@ -137,7 +149,7 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.last_loss = float("nan")
         self.resumed_from: int | None = None
-        self.fingerprint = config_fingerprint(cfg)
+        self.fingerprint = config_fingerprint(cfg, [f["sha256"] for f in self.data.files])
         self.log_path = out_dir / "train_log.jsonl"
         self.ckpt_root = out_dir / "checkpoints"
         self.cuda = info.device.type == "cuda"
@@ -150,12 +162,12 @@ class Trainer:
             return
         st = found.state
         if st["fingerprint"] != self.fingerprint:
-            raise ValueError(
+            raise InputError(
                 f"{self.ckpt_root} holds checkpoints of a different configuration (fingerprint {st['fingerprint']}, "
                 f"now {self.fingerprint}); use another --output or delete that directory"
             )
         if st["world_size"] != self.info.world_size:
-            raise ValueError(
+            raise InputError(
                 f"checkpoint {found.path.name} was written by {st['world_size']} process(es), now "
                 f"{self.info.world_size}; resume with the same number"
             )
@@ -170,6 +182,7 @@ class Trainer:
         self.resumed_from = found.step
         if self.info.is_main:
             truncate_log(self.log_path, found.step)
+            ckpt.restore_best(found.path, self.out / "best")
             log.warning("resumed from checkpoint %s (step %d)", found.path, found.step)
 
     def save_checkpoint(self) -> None:
@@ -182,9 +195,11 @@ class Trainer:
                 "best": self.best,
                 "last_loss": self.last_loss,
             }
+            best_dir = self.out / "best"
             ckpt.save_checkpoint(
                 self.ckpt_root, self.step, ckpt.trainable_state(self.module), self.opt.state_dict(),
                 self.sched.state_dict(), rngs, state, keep=self.cfg.train.keep_checkpoints,
+                best_dir=best_dir if self.best is not None and best_dir.is_dir() else None,
             )
         D.barrier(self.info)
 
@@ -192,8 +207,7 @@ class Trainer:
 
     def micro_loss(self, model: torch.nn.Module, mb: MicroBatch) -> dict[str, torch.Tensor]:
         dev = self.info.device
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
-        with amp:
+        with autocast(self.cfg.train.precision, dev.type):
             emb = model(mb.input_ids.to(dev), mb.attention_mask.to(dev))  # (G·b,H)
         groups = list(emb.float().split(mb.size))  # G × (b,H)
         ids = list(mb.ids.to(dev).split(mb.size))  # G × (b,)
@@ -221,6 +235,14 @@ class Trainer:
                 if name in parts:
                     sums[i] += float(parts[name].detach()) / t.grad_accum
             sums[-1] += mb.tokens
+        # Every rank must agree to stop, so the check uses the all-reduced loss, before the optimizer step.
+        check = D.all_reduce_sum(sums[:1].clone(), self.info)
+        if not math.isfinite(float(check[0])):
+            raise NonFiniteLossError(
+                f"training diverged at step {self.step + 1}: the loss is {float(check[0])} (lr "
+                f"{self.opt.param_groups[0]['lr']:.3g}); lower train.lr or check the data. Nothing of this step is "
+                f"saved; the last checkpoint is intact"
+            )
         if t.max_grad_norm:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm))
         else:
@@ -247,8 +269,9 @@ class Trainer:
         score = None
         if self.info.is_main:
             assert self.dev is not None
-            score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
-                                 self.cfg.eval.batch_size, self.info.device)
+            with autocast(self.cfg.train.precision, self.info.device.type):
+                score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
+                                     self.cfg.eval.batch_size, self.info.device)
             if self.best is None or score > self.best["dev_spearman"]:
                 self.best = {"step": self.step, "dev_spearman": score}
                 save_adapter(self.out / "best", self.peft,
@@ -321,13 +344,21 @@ class Trainer:
                            self.resumed_from, best.get("step"), best.get("dev_spearman"))
 
 
-def train(cfg: RunConfig, out_dir: str | Path, progress: bool | None = None) -> TrainResult:
-    """Train (or resume training) into `out_dir`; works alone or under torchrun (DDP)."""
+def train(
+    cfg: RunConfig, out_dir: str | Path, progress: bool | None = None, lock_timeout: float | None = 0.0
+) -> TrainResult:
+    """Train (or resume training) into `out_dir`; works alone or under torchrun (DDP). Raises `BusyError`
+    when another process trains into `out_dir` (after waiting `lock_timeout` seconds; None: forever)."""
     info = D.init_distributed()
     try:
         check_world(cfg, info)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return Trainer(cfg, out, info, progress).run()
+        # One writer per training directory (rank 0 holds it for the whole torchrun job); a second
+        # `bellm train -o same` fails at once, a flow waits (`lock_timeout=None`) and then resumes.
+        lock = file_lock(out / LOCK_FILE, timeout=lock_timeout, what=f"training directory {out}") \
+            if info.is_main else contextlib.nullcontext()
+        with lock:
+            return Trainer(cfg, out, info, progress).run()
     finally:
         D.shutdown(info)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
+from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import RunConfig
+from bellm.errors import InputError
 from bellm.io import atomic_path
 from bellm.models import ResolvedModel, load_model, resolve_source
 from bellm.prompts import resolve_prompt
@@ -42,10 +43,11 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
 
     bad = [t for t in cfg.lora.target_modules if t in FORBIDDEN_TARGETS]
     if bad:
-        raise ValueError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
+        raise InputError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
     decoder = load_model(
         res, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation, causal_lm=False
     )
+    truncate_decoder(decoder, cfg.encoder.keep_layers)
     if cfg.train.gradient_checkpointing:
         kwargs = {"use_reentrant": False}  # non-reentrant: frozen inputs need no requires_grad hack
         if hasattr(decoder, "activation_checkpointing_enable"):  # transformers >= 5.x name
@@ -55,7 +57,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     n_layers = len(unwrap_decoder(decoder).layers)
     only = cfg.lora.layers
     if only is not None and only > n_layers:
-        raise ValueError(f"lora.layers={only} exceeds the model's {n_layers} layers")
+        raise InputError(f"lora.layers={only} exceeds the model's {n_layers} layers")
     lora = LoraConfig(
         layers_to_transform=None if only is None else list(range(n_layers - only, n_layers)),
         layers_pattern=None if only is None else "layers",
@@ -102,6 +104,7 @@ def adapter_metadata(
         "base_model_sha256": res.sha256,
         "bidirectional_layers": backbone.k,
         "num_layers": backbone.num_layers,
+        "keep_layers": cfg.encoder.keep_layers,
         "pooling": module.pooling,
         "prompt": resolve_prompt(cfg.encoder.prompt),
         "prompt_name": cfg.encoder.prompt,
@@ -152,7 +155,7 @@ def declare_base_model(adapter_dir: Path, source: str) -> None:
 def read_metadata(adapter_dir: str | Path) -> dict[str, Any]:
     path = Path(adapter_dir) / METADATA
     if not path.is_file():
-        raise FileNotFoundError(f"{adapter_dir}: no {METADATA}; not a bellm adapter directory")
+        raise InputError(f"{adapter_dir}: no {METADATA}; not a bellm adapter directory")
     return json.loads(path.read_text())
 
 
@@ -174,7 +177,7 @@ def load_trained_encoder(
         source = meta["base_model_path"]
         res = resolve_source(source)
     if check_sha256 and res.sha256 != meta["base_model_sha256"]:
-        raise ValueError(
+        raise InputError(
             f"{adapter_dir}: base model {source!r} has sha256 {res.sha256[:12]}…, but the adapter was trained on "
             f"{meta['base_model_sha256'][:12]}…"
         )
@@ -186,4 +189,5 @@ def load_trained_encoder(
         max_length=meta["max_length"],
         adapter=adapter_dir,
         device=device,
+        keep_layers=meta.get("keep_layers"),
     )

@@ -1,0 +1,253 @@
+"""Recipe search that cannot cheat: trials are trained and *selected on development data only*.
+
+A sweep is a named set of trials, each a few dotted overrides on one profile. Every trial trains with a
+dev-set curve (STS-B dev Spearman every `eval_every` steps, the best step kept), and its selected adapter
+is scored once more on each selection set (STS-B dev, SICK-R dev). Test splits are refused here: they
+are for reporting a finished recipe (`bellm eval`, or the flow's report), never for choosing one.
+
+Trials are resumable and cached: a trial's directory is keyed by its configuration's fingerprint, a
+half-trained trial resumes from its checkpoints, and a finished one (``result.json``) is never recomputed.
+Pure functions for the table and plot; `run_trial` is the only one with side effects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bellm.config import RunConfig, build_config
+from bellm.errors import InputError
+from bellm.io import sha256_text, write_json_atomic, write_text_atomic
+from bellm.paths import STS_DIR
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.json"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def is_test_split(path: str | Path) -> bool:
+    """A file that holds test pairs: a `test*` file, or anything under the STS12-16 test collections."""
+    p = Path(path)
+    return p.name.startswith("test") or any(part in {"sts12", "sts13", "sts14", "sts15", "sts16"} for part in p.parts)
+
+
+class SweepSpec(BaseModel):
+    """A recipe search: a base profile + overrides shared by all trials, and named trial overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = "quick"
+    base: dict[str, Any] = Field(default_factory=dict, description="dotted overrides for every trial")
+    trials: dict[str, dict[str, Any]] = Field(description="trial name -> dotted overrides")
+    eval_every: int = Field(40, ge=1, description="dev Spearman every N steps (the learning curve)")
+    dev: str = Field(str(STS_DIR / "stsb" / "dev.tsv"), description="selection set during training")
+    extra_dev: list[str] = Field(
+        default_factory=lambda: [str(STS_DIR / "sickr" / "dev.tsv")],
+        description="further selection sets scored on each trial's selected adapter",
+    )
+    final_max_pairs: int | None = Field(None, ge=1, description="cap pairs when scoring selected adapters")
+
+    @field_validator("trials")
+    @classmethod
+    def _names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not v:
+            raise InputError("a sweep needs at least one trial")
+        bad = [n for n in v if not NAME.match(n)]
+        if bad:
+            raise InputError(f"trial names must be short slugs ([A-Za-z0-9_.-]): {bad}")
+        return v
+
+    @field_validator("dev", "extra_dev")
+    @classmethod
+    def _no_test(cls, v: str | list[str]) -> str | list[str]:
+        for path in [v] if isinstance(v, str) else v:
+            if is_test_split(path):
+                raise InputError(f"{path} is a test split: settings are chosen on development data only")
+        return v
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepSpec:
+        try:
+            tree = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{path}: cannot read sweep spec ({e})") from None
+        if not isinstance(tree, dict):
+            raise InputError(f"{path}: a sweep spec is a JSON object, got {type(tree).__name__}")
+        return cls.model_validate(tree)
+
+
+def trial_config(spec: SweepSpec, name: str) -> RunConfig:
+    """The trial's full configuration: profile ← spec.base ← trial overrides ← the dev curve settings."""
+    over = {**spec.base, **spec.trials[name], "train.eval_every": spec.eval_every, "data.dev_pairs": spec.dev,
+            "train.select_best": True}
+    cfg = build_config(spec.profile, over)
+    for path in cfg.data.train_pairs + cfg.data.train_triplets:
+        if is_test_split(path):
+            raise InputError(f"trial {name}: trains on test split {path}")
+    return cfg
+
+
+def trial_key(cfg: RunConfig) -> str:
+    """What determines a trial's outcome (progress bars and thread counts excluded)."""
+    from bellm.training.loop import config_fingerprint
+
+    return config_fingerprint(cfg)
+
+
+def trial_dir(root: Path, name: str, cfg: RunConfig) -> Path:
+    return root / f"{name}-{trial_key(cfg)}"
+
+
+def learning_curve(log_path: Path) -> list[dict[str, float]]:
+    """[{step, seconds, dev}] from a train log: cumulative training seconds (dev evaluations excluded)."""
+    out: list[dict[str, float]] = []
+    seconds = 0.0
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        seconds += float(rec.get("step_s", 0.0))
+        if rec.get("dev_spearman") is not None:
+            out.append({"step": rec["step"], "seconds": round(seconds, 1), "dev": rec["dev_spearman"]})
+    return out
+
+
+def loss_curve(log_path: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, log_path.read_text(encoding="utf-8").splitlines())]
+
+
+def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) one trial and score its selected adapter on every selection set; cached."""
+    cfg = trial_config(spec, name)
+    out = trial_dir(root, name, cfg)
+    done = out / RESULT
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    from bellm.training import load_trained_encoder, train
+
+    res = train(cfg, out, progress=progress)
+    curve = learning_curve(res.log_path)
+    encoder = load_trained_encoder(res.adapter_dir)
+    selection: dict[str, float | None] = {}
+    for path in [spec.dev, *spec.extra_dev]:
+        selection[_set_name(path)] = score_file(encoder, path, cfg.eval.batch_size, spec.final_max_pairs)
+    result = {
+        "name": name,
+        "key": trial_key(cfg),
+        "overrides": spec.trials[name],
+        "steps": res.steps,
+        "best_step": res.best_step,
+        "train_seconds": curve[-1]["seconds"] if curve else None,
+        "wall_seconds": round(res.seconds, 1),
+        "curve": curve,
+        "selection": selection,
+    }
+    write_json_atomic(done, result)
+    return result
+
+
+def _set_name(path: str) -> str:
+    p = Path(path)
+    return f"{p.parent.name}_{p.stem}"
+
+
+def score_file(encoder: Any, path: str, batch_size: int = 32, max_pairs: int | None = None) -> float | None:
+    """Spearman ×100 of an encoder on one pair file (fp32 PyTorch, the reference numbers)."""
+    from bellm.evaluation import evaluate
+    from bellm.sts import load_file_task
+
+    task = load_file_task(path)
+    result = evaluate(encoder, [path], max_pairs=max_pairs, batch_size=batch_size)
+    return result["tasks"][task.name]["spearman"]
+
+
+def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per trial: its overrides, dev scores, best step, budget; sorted by STS-B dev."""
+    rows = []
+    for r in results:
+        row = {"trial": r["name"], "overrides": json.dumps(r["overrides"], sort_keys=True)}
+        row.update({f"dev:{k}": v for k, v in r["selection"].items()})
+        row.update(best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"], wall_s=r["wall_seconds"])
+        rows.append(row)
+    first = next(iter(rows[0]), None) if rows else None
+    key = next((k for k in (rows[0] if rows else {}) if k.startswith("dev:")), first)
+    return sorted(rows, key=lambda x: -(x.get(key) or float("-inf")))
+
+
+def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(no finished trials)\n"
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def plot(results: Sequence[Mapping[str, Any]], dest: Path) -> Path:
+    """Dev Spearman against step and against training seconds, one line per trial (PNG, atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bellm.io import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for r in results:
+        c = r["curve"]
+        if not c:
+            continue
+        axes[0].plot([p["step"] for p in c], [p["dev"] for p in c], marker=".", label=r["name"])
+        axes[1].plot([p["seconds"] for p in c], [p["dev"] for p in c], marker=".", label=r["name"])
+    axes[0].set_xlabel("optimizer step")
+    axes[1].set_xlabel("training seconds (dev evaluations excluded)")
+    axes[0].set_ylabel("STS-B dev Spearman ×100")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Recipe search: dev learning curves")
+    fig.tight_layout()
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return dest
+
+
+def write_report(results: Sequence[Mapping[str, Any]], out: Path, spec: SweepSpec) -> dict[str, Path]:
+    rows = table_rows(results)
+    md = (
+        f"# Recipe search ({len(results)} trials, profile `{spec.profile}`)\n\n"
+        f"Selected on development data only: `{spec.dev}` during training (every {spec.eval_every} steps, best step "
+        f"kept), then {', '.join(f'`{p}`' for p in spec.extra_dev) or 'nothing else'} on the selected adapter. "
+        "`train_s` is training compute without dev evaluations.\n\n"
+        f"Base overrides: `{json.dumps(spec.base, sort_keys=True)}`\n\n"
+        + to_markdown(rows)
+        + "\n![curves](sweep.png)\n"
+    )
+    paths = {"md": out / "sweep.md", "csv": out / "sweep.csv", "json": out / "sweep.json", "png": out / "sweep.png"}
+    write_text_atomic(paths["md"], md)
+    write_text_atomic(paths["csv"], to_csv(rows))
+    write_json_atomic(paths["json"], {"spec": spec.model_dump(), "results": list(results)})
+    plot(results, paths["png"])
+    return paths
+
+
+def sweep_id(spec: SweepSpec) -> str:
+    return sha256_text(json.dumps(spec.model_dump(exclude={"trials"}), sort_keys=True))[:12]

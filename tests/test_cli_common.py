@@ -1,0 +1,42 @@
+"""Which errors the CLI reports as "bad input" (exit 2) and which keep their traceback (bugs)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from bellm.cli.common import user_errors
+from bellm.config import ConfigError
+from bellm.data import DataError
+from bellm.errors import BusyError, InputError
+from bellm.models import ModelSourceError
+from bellm.registry import RegistryError
+from bellm.runtime import ExportFormatError
+
+
+def _app(exc: BaseException) -> typer.Typer:
+    app = typer.Typer()
+
+    @app.command()
+    def boom() -> None:
+        with user_errors():
+            raise exc
+
+    return app
+
+
+@pytest.mark.parametrize("exc", [
+    DataError("f.tsv", 3, "bad"), ConfigError("x"), ModelSourceError("m"), RegistryError("r"),
+    ExportFormatError("e"), InputError("i"), BusyError("locked"),
+])
+def test_project_input_errors_exit_2(exc: BaseException) -> None:
+    r = CliRunner().invoke(_app(exc), [])
+    assert r.exit_code == 2 and "error:" in r.output
+
+
+@pytest.mark.parametrize("exc", [ValueError("a bug"), FileNotFoundError("a bug"), KeyError("k")])
+def test_other_errors_are_not_reported_as_bad_input(exc: BaseException) -> None:
+    """A ValueError from deep inside a library used to become "error: ... exit 2", hiding the bug."""
+    r = CliRunner().invoke(_app(exc), [])
+    assert r.exit_code != 2 and isinstance(r.exception, type(exc))

@@ -1,0 +1,90 @@
+"""Recipe search: refuses test splits, tabulates dev scores, and resumes after kill -9 without recomputing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bellm.sweep import SweepSpec, is_test_split, learning_curve, table_rows, to_csv, to_markdown, trial_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_test_splits_are_refused_for_selection_and_training() -> None:
+    assert is_test_split("data/sts/stsb/test.tsv") and is_test_split("data/sts/sts12/MSRpar.tsv")
+    assert not is_test_split("data/sts/stsb/dev.tsv") and not is_test_split("data/sts/sickr/train.tsv")
+    with pytest.raises(ValidationError, match="test split"):
+        SweepSpec(trials={"a": {}}, dev="data/sts/stsb/test.tsv")
+    with pytest.raises(ValidationError, match="test split"):
+        SweepSpec(trials={"a": {}}, extra_dev=["data/sts/sickr/test.tsv"])
+    spec = SweepSpec(trials={"cheat": {"data.train_pairs": ["data/sts/stsb/test.tsv"]}})
+    with pytest.raises(ValueError, match="test split"):
+        trial_config(spec, "cheat")
+    with pytest.raises(ValidationError, match="slugs"):
+        SweepSpec(trials={"../x": {}})
+
+
+def test_trial_config_applies_overrides_and_curve_settings() -> None:
+    spec = SweepSpec(profile="smoke", base={"train.lr": 1e-3}, trials={"a": {"encoder.keep_layers": 3}}, eval_every=7)
+    cfg = trial_config(spec, "a")
+    assert cfg.train.lr == 1e-3 and cfg.encoder.keep_layers == 3 and cfg.train.eval_every == 7
+    assert cfg.data.dev_pairs == spec.dev and cfg.train.select_best
+
+
+def test_learning_curve_and_table(tmp_path: Path) -> None:
+    log = tmp_path / "train_log.jsonl"
+    recs = [{"step": 1, "loss": 2.0, "step_s": 1.5}, {"step": 2, "loss": 1.0, "step_s": 2.5, "dev_spearman": 70.0}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert learning_curve(log) == [{"step": 2, "seconds": 4.0, "dev": 70.0}]
+    res = [
+        {"name": "a", "overrides": {}, "selection": {"stsb_dev": 70.0}, "best_step": 2, "steps": 2,
+         "train_seconds": 4.0, "wall_seconds": 9.0, "curve": []},
+        {"name": "b", "overrides": {"x": 1}, "selection": {"stsb_dev": 75.0}, "best_step": 2, "steps": 2,
+         "train_seconds": 4.0, "wall_seconds": 9.0, "curve": []},
+    ]
+    rows = table_rows(res)
+    assert [r["trial"] for r in rows] == ["b", "a"]
+    assert "| b |" in to_markdown(rows) and to_csv(rows).startswith("trial,overrides,dev:stsb_dev")
+
+
+def test_sweep_resumes_after_kill_without_recomputing(tiny_model_dir: Path, tmp_path: Path) -> None:
+    spec = {
+        "profile": "smoke",
+        "base": {"model.source": str(tiny_model_dir), "data.max_train_pairs": 16, "data.max_train_triplets": 16,
+                 "train.batch_size": 4, "train.max_steps": 2, "data.max_eval_pairs": 16, "lora.layers": None},
+        "eval_every": 1,
+        "final_max_pairs": 16,
+        "trials": {"first": {}, "second": {"encoder.keep_layers": 3}},
+    }
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    env = {**os.environ, "BELLM_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "bellm.cli", "sweep", str(spec_file), "-o", str(tmp_path / "out"), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    root = tmp_path / "home" / "sweeps"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # the first trial's result means it is cached
+        if list(root.glob("first-*/result.json")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = next(root.glob("first-*/result.json"))
+    stamp = first.stat().st_mtime_ns
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert first.stat().st_mtime_ns == stamp  # not recomputed
+    second = json.loads(next(root.glob("second-*/result.json")).read_text())
+    assert second["steps"] == 2 and second["curve"] and second["selection"]["stsb_dev"] is not None
+    out = tmp_path / "out"
+    assert (out / "sweep.png").stat().st_size > 0 and "second" in (out / "sweep.csv").read_text()
