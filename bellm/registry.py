@@ -94,7 +94,8 @@ def registry_lock(root: str | os.PathLike[str] | None = None, timeout: float | N
 
 
 def code_version() -> str:
-    """The git commit of the code that ran (with `-dirty` when the tree has local changes)."""
+    """The git commit of the code that ran (with `-dirty` when the tree has local changes); outside a git
+    checkout (a container image) the commit it was built from, `$BELLM_COMMIT`."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -108,7 +109,7 @@ def code_version() -> str:
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("BELLM_COMMIT") or "unknown"
 
 
 # ------------------------------------------------------------------------------------------- settings

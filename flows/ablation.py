@@ -4,15 +4,17 @@ Fans out over k × pooling (trained on a fixed budget, and zero-shot), then boot
 difference from the k=0 baseline with the same pooling, and writes a table (markdown + CSV) and a plot
 to the registry (`<artifacts>/ablations/<id>/`), optionally to docs/ablation.md, and as Prefect artifacts.
 
-Trials run one after another by default (a 2-core CPU trains one model at a time); `runner="threads"`
-submits them to Prefect's thread pool, `runner="dask"` to a `prefect-dask` DaskTaskRunner (install
-`prefect-dask`; pass `dask_address` for an existing cluster).
+Trials run one after another by default (a 2-core CPU trains one model at a time); `runner="dask"` or
+`"ray"` fans them out to worker processes (`flows/runners.py`: a local cluster, or an existing one at
+`address`). Trial results are cached in the registry (`<artifacts>/ablations/trials/`), which every worker
+shares, so a trial finished anywhere is never recomputed.
 """
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -23,33 +25,19 @@ from bellm.config import build_config
 from bellm.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bellm.paths import REPO_ROOT
 from bellm.registry import root_dir
+from flows.runners import Runner, run_trials
 from tasks.ablation import run_trial
 from tasks.data import prepare_data
 from tasks.train import resolve_model
 
-RUNNERS = ("sequential", "threads", "dask")
+
+def trials_store(artifacts_dir: str | None) -> Path:
+    """Where trial results (and their cache records) live: in the registry, shared by every worker."""
+    return root_dir(artifacts_dir) / "ablations" / "trials"
 
 
-def _task_runner(runner: str, dask_address: str | None) -> Any:
-    if runner == "threads":
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        return ThreadPoolTaskRunner(max_workers=2)
-    if runner == "dask":
-        try:
-            from prefect_dask import DaskTaskRunner
-        except ImportError as e:
-            raise RuntimeError("runner='dask' needs `pip install prefect-dask`") from e
-        return DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner()
-    raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
-
-
-@flow(name="bellm-ablation-trials")
-def _fan_out(
-    cfg: Any, abl: dict[str, Any], jobs: list[tuple[int, str, bool]], data: dict, base_sha: str
-) -> list[tuple[dict[str, Any], str]]:
-    futures = [run_trial.submit(cfg, abl, k, p, trained, data, base_sha) for k, p, trained in jobs]
-    return [(f.result(), f.state.name) for f in futures]
+def _label(trial: dict[str, Any]) -> str:
+    return f"{'trained' if trial['trained'] else 'zero_shot'}:k{trial['k']}-{trial['pooling']}"
 
 
 def bootstrap_all(trials: dict[str, dict[str, Any]], n: int, seed: int) -> dict[str, Any]:
@@ -88,11 +76,14 @@ def bellm_ablation(
     overrides: dict[str, Any] | None = None,
     ablation: dict[str, Any] | None = None,
     runner: str = "sequential",
-    dask_address: str | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    threads_per_trial: int | None = None,
     write_docs: bool = False,
 ) -> dict[str, Any]:
     """Sweep k × pooling on one base config. `ablation`: AblationConfig fields (ks, poolings, steps,
-    table_suite, max_eval_pairs, ...). Trials are cached: a restarted sweep runs only the missing ones."""
+    table_suite, max_eval_pairs, ...). Trials are cached: a restarted sweep runs only the missing ones.
+    `runner`/`address`/`workers`/`threads_per_trial`: where trials run (`flows.runners.Runner`)."""
     log = get_run_logger()
     cfg = build_config(profile, overrides or {})
     abl = AblationConfig.model_validate(ablation or {})
@@ -104,18 +95,19 @@ def bellm_ablation(
         for t in grid(abl)
     ]
     ad = abl.model_dump()
-    if runner == "sequential":
-        done = []
-        for k, p, trained in jobs:
-            state = run_trial(cfg, ad, k, p, trained, data["sha256"], base["sha256"], return_state=True)
-            done.append((state.result(), state.name))
-    else:
-        done = _fan_out.with_options(task_runner=_task_runner(runner, dask_address))(
-            cfg, ad, jobs, data["sha256"], base["sha256"]
+    where = Runner(runner, address, workers, threads_per_trial)
+    trial = run_trial.with_options(result_storage=trials_store(cfg.artifacts_dir))
+    calls = [
+        dict(
+            base=cfg, ablation=ad, k=k, pooling=p, trained=trained, data_sha256=data["sha256"],
+            base_sha256=base["sha256"], threads=where.trial_threads(),
         )
+        for k, p, trained in jobs
+    ]
+    done = run_trials(trial, calls, where)
     outs = [o for o, _ in done]
     # Which trials were reused from an earlier (possibly interrupted) sweep, and which ran now.
-    reuse = {f"{'trained' if o['trained'] else 'zero_shot'}:k{o['k']}-{o['pooling']}": name for o, name in done}
+    reuse = {_label(o): name for o, name in done}
     log.info("trial states: %s", reuse)
 
     trials: dict[str, dict[str, Any]] = {}
@@ -123,7 +115,7 @@ def bellm_ablation(
         key = "trained" if o["trained"] else "zero_shot"
         t = trials.setdefault(f"k{o['k']}-{o['pooling']}", {"k": o["k"], "pooling": o["pooling"]})
         t[key], t[f"{key}_selection"], t[f"{key}_raw"] = o["result"], o["selection"], o
-        t[f"{key}_train"] = o["train"]
+        t[f"{key}_train"], t[f"{key}_worker"] = o["train"], o.get("worker")
     cis = bootstrap_all(trials, abl.bootstrap, abl.seed)
     rows = {key: table_rows(trials, cis, key) for key in ("trained", "zero_shot")}
 
@@ -150,7 +142,8 @@ def bellm_ablation(
             )
     create_markdown_artifact(md, key="bellm-ablation-report", description=f"ablation {sweep_id}")
     log.info("ablation written to %s", out)
-    return {"dir": str(out), "rows": rows, "cis": cis, "trial_states": reuse}
+    workers = {_label(o): o.get("worker") for o in outs}
+    return {"dir": str(out), "rows": rows, "cis": cis, "trial_states": reuse, "trial_workers": workers}
 
 
 def render(cfg: Any, abl: AblationConfig, rows: dict[str, list[dict[str, Any]]], sweep_id: str) -> str:

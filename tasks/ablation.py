@@ -1,6 +1,7 @@
 """Ablation trial task: one (k, pooling) configuration trained on a fixed budget (or zero-shot), then
 evaluated for selection and for the table. Cached by content, so an interrupted sweep resumes with only
-the missing trials (and a half-trained trial resumes from its checkpoints)."""
+the missing trials (and a half-trained trial resumes from its checkpoints). Where it runs (the flow's
+process, a Dask or Ray worker) and with how many threads changes neither its cache key nor its numbers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from prefect import task
 
 from bellm.config import RunConfig
+from bellm.isolation import trial_scope, worker_identity
 from bellm.provenance import code_fingerprint
 from tasks.common import RETRY_DELAYS, content_key, retry_transient
 from tasks.evaluate import suite_data_sha256
@@ -54,19 +56,42 @@ def run_trial(
     trained: bool,
     data_sha256: dict[str, str],
     base_sha256: str,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """{k, pooling, result (table suite), selection (dev), cosines/gold per table task, train info}."""
-    from bellm.evaluation import evaluate, evaluate_with_scores
+    """{k, pooling, result (table suite), selection (dev), cosines/gold per table task, train info, worker}.
 
+    `threads`: this trial's torch thread budget (None: the process's default); not part of the cache key.
+    """
     t0 = time.perf_counter()
     cfg = trial_config(base, k, pooling, ablation["steps"])
+    with trial_scope(cfg.train.seed, threads):
+        out = _trial(cfg, ablation, k, pooling, trained, data_sha256, base_sha256)
+    return {**out, "worker": worker_identity(), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _trial(
+    cfg: RunConfig,
+    ablation: dict[str, Any],
+    k: int,
+    pooling: str,
+    trained: bool,
+    data_sha256: dict[str, str],
+    base_sha256: str,
+) -> dict[str, Any]:
+    from bellm.evaluation import evaluate, evaluate_with_scores
+
     info: dict[str, Any] = {}
     if trained:
         from bellm.training import load_trained_encoder, train
 
         # Same directory scheme as the main flow's training: identical configs share (and resume) it.
         res = train(cfg, train_dir(cfg, data_sha256, base_sha256), progress=True, lock_timeout=None)
-        info = {"steps": res.steps, "final_loss": res.final_loss, "seconds": round(res.seconds, 1)}
+        info = {
+            "steps": res.steps,
+            "final_loss": res.final_loss,
+            "seconds": round(res.seconds, 1),
+            "resumed_from": res.resumed_from,  # a step: this trial was interrupted (e.g. its worker died)
+        }
         encoder = load_trained_encoder(res.adapter_dir)
     else:
         from bellm.encoder import load_encoder
@@ -87,5 +112,4 @@ def run_trial(
         "cosines": {t: s.cosine.astype(float).round(6).tolist() for t, s in scores.items()},
         "gold": {t: s.gold.astype(float).tolist() for t, s in scores.items()},
         "train": info,
-        "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -8,6 +8,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.cli.runner_options import ADDRESS, RUNNER, THREADS_PER_TRIAL, WORKERS, check_runner
 
 
 @app.command("ablate")
@@ -22,13 +23,17 @@ def ablate(
     zero_shot: bool = typer.Option(True, help="also evaluate the untrained grid"),
     train: bool = typer.Option(True, help="train each trial (--no-train: zero-shot curve only)"),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for the 95% intervals"),
-    runner: str = typer.Option("sequential", help="sequential | threads | dask (prefect-dask)"),
+    runner: str = RUNNER,
+    address: str | None = ADDRESS,
+    workers: int | None = WORKERS,
+    threads_per_trial: int | None = THREADS_PER_TRIAL,
     write_docs: bool = typer.Option(False, help="also write docs/ablation.md and docs/ablation.png"),
 ) -> None:
     """Sweep k × pooling: train each trial on the same budget, evaluate, bootstrap Δ vs k=0 with 95% CIs.
 
-    Interrupted sweeps resume: finished trials are cached (Prefect), a half-trained trial resumes from its
-    checkpoints. Output: <artifacts>/ablations/<id>/ (ablation.md, CSVs, ablation.png, ablation.json).
+    Interrupted sweeps resume: finished trials are cached (Prefect) in <artifacts>/ablations/trials/, a
+    half-trained trial resumes from its checkpoints. Output: <artifacts>/ablations/<id>/ (ablation.md, CSVs,
+    ablation.png, ablation.json). `--runner dask|ray` runs trials in parallel worker processes (docs/scale.md).
     """
     from bellm.ablation import AblationConfig
     from bellm.cli.run import prefect_env
@@ -40,6 +45,7 @@ def ablate(
             keys, value = parse_override(item)
             overrides[".".join(keys)] = value
         build_config(profile, overrides)
+        check_runner(runner, address, workers, threads_per_trial)
         suite: str | list[str] = table_suite if table_suite in ("full", "gate") else table_suite.split(",")
         abl = AblationConfig(
             ks=[int(k) for k in ks.split(",")],
@@ -55,6 +61,13 @@ def ablate(
     from flows.ablation import bellm_ablation
 
     out = bellm_ablation(
-        profile=profile, overrides=overrides, ablation=abl.model_dump(), runner=runner, write_docs=write_docs
+        profile=profile,
+        overrides=overrides,
+        ablation=abl.model_dump(),
+        runner=runner,
+        address=address,
+        workers=workers,
+        threads_per_trial=threads_per_trial,
+        write_docs=write_docs,
     )
-    typer.echo(json.dumps({"dir": out["dir"], "trial_states": out["trial_states"]}))
+    typer.echo(json.dumps({k: out[k] for k in ("dir", "trial_states", "trial_workers")}))
