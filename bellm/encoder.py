@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,31 +17,17 @@ import torch
 from tokenizers import Tokenizer
 
 from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
+from bellm.config import DegenerateConfigWarning, EncoderConfig, encoder_config, warn_if_degenerate  # noqa: F401
+from bellm.contract import read_adapter_descriptor
 from bellm.errors import InputError
 from bellm.io import sha256_dir, sha256_text
-from bellm.models import DEFAULT_MODEL, ResolvedModel, load_model, resolve_source
-from bellm.pooling import POOLINGS
-from bellm.prompts import DEFAULT_PROMPT, resolve_prompt
-from bellm.tokenize import Encoded, as_text_list, batches_by_length, encode_one, pad_batch, unique_texts
+from bellm.models import ResolvedModel, load_model, resolve_source
+from bellm.prompts import resolve_prompt
+from bellm.tokenize import Encoded, RunBatch, as_text_list, embed_texts, encode_one
 
 log = logging.getLogger(__name__)
 
 PROGRESS_MIN = 256  # show a progress bar from this many unique sentences on
-
-
-class DegenerateConfigWarning(UserWarning):
-    """A configuration that provably does nothing (k=1 with last-token pooling)."""
-
-
-def warn_if_degenerate(k: int, pooling: str) -> None:
-    if k == 1 and pooling == "last":
-        msg = (
-            "bidirectional_layers=1 with pooling='last' has no effect: the last token already attends to every "
-            "position, and only the final layer was converted, so the embedding equals the causal model's bit for "
-            "bit. Use k>=2 or pooling='mean' for a real backward dependency."
-        )
-        warnings.warn(msg, DegenerateConfigWarning, stacklevel=3)
-        log.warning(msg)
 
 
 def hf_backend_tokenizer(path: str) -> Tokenizer:
@@ -66,12 +51,14 @@ class Encoder:
         self,
         module: SentenceEncoderModule,
         tokenizer: Tokenizer,
-        prompt: str = DEFAULT_PROMPT,
-        max_length: int = 64,
+        prompt: str,
+        max_length: int,
         source: ResolvedModel | None = None,
         adapter_sha256: str | None = None,
+        config: EncoderConfig | None = None,
     ) -> None:
         self.module = module
+        self.config = config  # the settled description it was built from (adapter settings included)
         self.tokenizer = tokenizer
         self.prompt_name = prompt
         self.template = resolve_prompt(prompt)
@@ -101,13 +88,14 @@ class Encoder:
         return next(self.module.parameters()).device
 
     def describe(self) -> dict[str, Any]:
-        """What determines the embeddings; the basis of `fingerprint` and of `bellm.json`."""
+        """What determines the embeddings (`bellm.contract.EncoderFields`): `fingerprint` and `bellm.json`."""
         return {
             "base_model": self.source.source if self.source else None,
             "base_model_sha256": self.source.sha256 if self.source else None,
             "adapter_sha256": self.adapter_sha256,
             "bidirectional_layers": self.k,
             "num_layers": self.num_layers,
+            "keep_layers": self.config.keep_layers if self.config is not None else None,
             "pooling": self.pooling,
             "prompt": self.template,
             "max_length": self.max_length,
@@ -126,7 +114,10 @@ class Encoder:
     def tokenize(self, texts: Sequence[str]) -> list[Encoded]:
         return [encode_one(self.tokenizer, self.template, t, self.max_length) for t in texts]
 
-    @torch.inference_mode()
+    def run_batch(self, ids: np.ndarray, mask: np.ndarray, span: np.ndarray, normalize: bool = True) -> np.ndarray:
+        """One padded batch (B,S) int64 x3 → (B, dim) float32 (L2-normalised unless asked not to)."""
+        return module_runner(self.module, normalize)(ids, mask, span)
+
     def encode(
         self,
         texts: Sequence[str] | str,
@@ -135,62 +126,70 @@ class Encoder:
         show_progress: bool | None = None,
         padding_side: str = "right",
     ) -> np.ndarray:
-        """Embeddings (N, dim) float32 in input order; a single string gives (dim,)."""
-        single, items = as_text_list(texts)
-        if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        uniq, inverse = unique_texts(items)
-        encs = self.tokenize(uniq)
-        out = np.zeros((len(uniq), self.dim), dtype=np.float32)
-        batches = batches_by_length(encs, batch_size)
-        progress = len(uniq) >= PROGRESS_MIN if show_progress is None else show_progress
+        """Embeddings (N, dim) float32 in input order; a single str gives (dim,)."""
+        n = len(set(as_text_list(texts)[1]))
+        progress = n >= PROGRESS_MIN if show_progress is None else show_progress
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(uniq), desc="encode", unit="sent")
-        was_training = self.module.training
-        self.module.eval()
+            bar = tqdm(total=n, desc="encode", unit="sent")
         try:
-            for idx in batches:
-                ids, mask, span = pad_batch([encs[i] for i in idx], side=padding_side)
-                emb = self.module(
-                    torch.from_numpy(ids).to(self.device),
-                    torch.from_numpy(mask).to(self.device),
-                    torch.from_numpy(span).to(self.device),
-                )  # (b, H)
-                if normalize:
-                    emb = torch.nn.functional.normalize(emb.float(), dim=-1)
-                out[idx] = emb.float().cpu().numpy()
-                if bar is not None:
-                    bar.update(len(idx))
+            emb, _ = embed_texts(
+                texts, lambda t: encode_one(self.tokenizer, self.template, t, self.max_length),
+                module_runner(self.module, normalize), self.dim, batch_size, padding_side,
+                bar.update if bar is not None else None,
+            )
         finally:
             if bar is not None:
                 bar.close()
-            self.module.train(was_training)
-        result = out[inverse]
-        return result[0] if single else result
+        return emb
+
+
+def module_runner(module: SentenceEncoderModule, normalize: bool = True) -> RunBatch:
+    """The PyTorch forward as a `bellm.tokenize.RunBatch`: eval mode (dropout off), no grad, fp32 out."""
+
+    @torch.inference_mode()
+    def run(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
+        dev = next(module.parameters()).device
+        was_training = module.training
+        module.eval()
+        try:
+            emb = module(*(torch.from_numpy(x).to(dev) for x in (ids, mask, span)))  # (B,H)
+        finally:
+            module.train(was_training)
+        if normalize:
+            emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+        return emb.float().cpu().numpy()
+
+    return run
 
 
 def load_encoder(
-    source: str = DEFAULT_MODEL,
-    bidirectional_layers: int | str = 2,
-    pooling: str = "last",
-    prompt: str = DEFAULT_PROMPT,
-    max_length: int = 64,
+    config: EncoderConfig | str | None = None,
+    *,
     adapter: str | Path | None = None,
+    override_adapter: bool = False,
+    check_sha256: bool = True,
     attn_implementation: str = "sdpa",
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
-    keep_layers: int | None = None,
+    **settings: Any,
 ) -> Encoder:
-    """A ready encoder from a model source; `adapter` (a PEFT LoRA directory) is merged for fast inference."""
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
-    resolve_prompt(prompt)
-    res = resolve_source(source)
+    """A ready encoder from an `EncoderConfig` (or a model source string plus settings as keywords).
+
+    `adapter` (a trained PEFT LoRA directory) is merged for fast inference, and its `bellm.json` is
+    authoritative: settings not given explicitly are taken from it, and an explicit setting that contradicts
+    it raises `AdapterMismatchError` unless `override_adapter=True`. With `check_sha256`, a base model whose
+    content differs from the one the adapter was trained on is refused.
+    """
+    cfg = encoder_config(config, **settings)
+    res = None
+    if adapter is not None:
+        cfg, res = settle_adapter(cfg, adapter, override_adapter, check_sha256)
+    res = res or resolve_source(cfg.model_source)
     decoder = load_model(res, dtype=dtype, attn_implementation=attn_implementation, causal_lm=False)
-    truncate_decoder(decoder, keep_layers)  # before the adapter: it was trained on the truncated stack
+    truncate_decoder(decoder, cfg.keep_layers)  # before the adapter: it was trained on the truncated stack
     adapter_sha = None
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
         raise InputError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
@@ -201,6 +200,48 @@ def load_encoder(
         adapter_sha = sha256_dir(adapter)
     if device is not None:
         decoder = decoder.to(device)
-    backbone = BellmBackbone(unwrap_decoder(decoder), bidirectional_layers)
-    module = SentenceEncoderModule(backbone, pooling).eval()
-    return Encoder(module, hf_backend_tokenizer(res.path), prompt, max_length, res, adapter_sha)
+    backbone = BellmBackbone(unwrap_decoder(decoder), cfg.bidirectional_layers)
+    module = SentenceEncoderModule(backbone, cfg.pooling).eval()
+    return Encoder(module, hf_backend_tokenizer(res.path), cfg.prompt, cfg.max_length, res, adapter_sha, cfg)
+
+
+class AdapterMismatchError(InputError):
+    """An explicit encoder setting contradicts the adapter's `bellm.json`."""
+
+
+def settle_adapter(
+    cfg: EncoderConfig, adapter: str | Path, override: bool = False, check_sha256: bool = True
+) -> tuple[EncoderConfig, ResolvedModel]:
+    """The adapter's settings with `cfg`'s explicit ones checked against them (see `load_encoder`)."""
+    desc = read_adapter_descriptor(adapter)
+    trained = EncoderConfig.from_descriptor(desc)
+    given = cfg.explicit()
+    source = given.pop("source", None)
+    clashes = []
+    for name, value in given.items():
+        if name == "prompt":
+            same = resolve_prompt(value) == desc.prompt
+        elif name == "bidirectional_layers":
+            same = (desc.num_layers if value == "all" else value) == desc.bidirectional_layers
+        else:
+            same = value == getattr(trained, name)
+        if not same:
+            clashes.append(f"{name}={value!r} (trained with {getattr(trained, name)!r})")
+    if source is not None:
+        res = resolve_source(source)
+    else:
+        try:
+            res = resolve_source(desc.base_model or "")
+        except ValueError:
+            res = resolve_source(desc.base_model_path or "")
+    if check_sha256 and res.sha256 != desc.base_model_sha256:
+        trained_on = str(desc.base_model_sha256)[:12]
+        clashes.append(f"model {res.source!r} (sha256 {res.sha256[:12]}…; trained on {trained_on}…)")
+    if clashes and not override:
+        raise AdapterMismatchError(
+            f"{adapter}: {'; '.join(clashes)} contradict(s) the adapter's bellm.json; drop the setting to use the "
+            "adapter's, or override it explicitly (--override-adapter / override_adapter=True)"
+        )
+    if clashes:
+        log.warning("%s: overriding the adapter's settings: %s", adapter, "; ".join(clashes))
+    return trained.model_copy(update={**given, "source": res.source}), res

@@ -24,6 +24,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from bellm.errors import InputError
+
 BidirectionalLayers = int | Literal["all"]
 
 
@@ -34,7 +36,7 @@ def resolve_k(k: BidirectionalLayers, num_layers: int) -> int:
     if isinstance(k, str) and k.isdigit():
         k = int(k)
     if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= num_layers:
-        raise ValueError(f"bidirectional_layers must be an int in [0, {num_layers}] or 'all', got {k!r}")
+        raise InputError(f"bidirectional_layers must be an int in [0, {num_layers}] or 'all', got {k!r}")
     return k
 
 
@@ -44,11 +46,10 @@ def bidirectional_flags(num_layers: int, k: int) -> list[bool]:
 
 
 def attention_modules(decoder: nn.Module) -> list[nn.Module]:
-    """The self-attention module of every decoder layer (LLaMA / Mistral / Qwen2 / Qwen3 layout)."""
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
-        raise TypeError(f"{type(decoder).__name__} has no `.layers`; expected a LLaMA-family decoder")
-    return [layer.self_attn for layer in layers]
+    """The attention module of every decoder layer (the family knows where it lives)."""
+    from bellm.families import family_of
+
+    return family_of(decoder.config).attention_modules(decoder)
 
 
 def convert_layers(decoder: nn.Module, k: int) -> list[bool]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-Pooling = Literal["last", "mean", "mean_span"]
-POOLINGS: tuple[str, ...] = ("last", "mean", "mean_span")
+from bellm.contract import POOLINGS  # noqa: F401 - the names are part of the export contract
 
 
 def last_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,13 @@ code the PyTorch encoder uses), deduplicated, batched longest-first, run, and re
 Input rules (documented, never a crash):
 * a single `str` gives a (dim,) vector; a sequence of `str` gives (N, dim); an empty sequence gives (0, dim);
 * a non-string item raises `TypeError` naming its index;
-* a text longer than `max_length` tokens (with the prompt) is truncated at the end of the *sentence*, so the
-  prompt, which last-token pooling reads, stays whole; `truncated_count` of the last call says how many were.
+* a text longer than `max_length` tokens (with the prompt) is shortened by the contract's truncation rule (the
+  text is cut at a token boundary and the whole prompt re-encoded, so the prompt, which last-token pooling
+  reads, stays whole); `truncated_count` of the last call says how many were.
+
+`bellm.json` is validated completely when the encoder is built (`bellm.contract.read_export_descriptor`): kind
+and schema version, every field's type, file names that stay inside the directory, the model's sha256
+(`verify_model=False` skips the hashing), and the graph's inputs, output and width against the descriptor.
 
 Install: `pip install bellm[runtime]` (CPU) or `bellm[runtime-gpu]`. `onnxruntime` and `onnxruntime-gpu`
 provide the same module and must not be installed together (uninstall one before installing the other).
@@ -26,18 +31,22 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from bellm.contract import (
+    DESCRIPTOR_FILE,
+    DescriptorError,
+    ExportDescriptor,
+    load_json,
+    read_export_descriptor,
+)
 from bellm.errors import InputError
-from bellm.tokenize import as_text_list, batches_by_length, encode_one, load_tokenizer_file, pad_batch, unique_texts
+from bellm.tokenize import embed_texts, encode_one, load_tokenizer_file
 
 PREFERRED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-MODEL_FILE = "model.onnx"
-CONTRACT_FILE = "bellm.json"
-TOKENIZER_FILE = "tokenizer.json"
-REQUIRED_KEYS = ("prompt", "bidirectional_layers", "num_layers", "pooling", "dim", "max_length", "variant")
+CONTRACT_FILE = DESCRIPTOR_FILE
 
 
-class ExportFormatError(InputError):
-    """The directory is not a bellm ONNX export (missing file, bad bellm.json)."""
+class ExportFormatError(DescriptorError):
+    """The directory is not a usable bellm ONNX export (missing file, bad bellm.json, model hash mismatch)."""
 
 
 def pick_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
@@ -57,31 +66,33 @@ def resolve_export_dir(path: str | os.PathLike[str], variant: str | None = None)
     if p.is_file():
         p = p.parent
     if not p.is_dir():
-        raise ExportFormatError(f"{path}: no such export directory")
+        raise ExportFormatError(path, "no such export directory")
     if (p / CONTRACT_FILE).is_file():
-        if variant is not None and json.loads((p / CONTRACT_FILE).read_text()).get("variant") != variant:
-            raise ExportFormatError(f"{p} holds another variant than {variant!r}")
+        if variant is not None:
+            try:
+                found_variant = load_json(p / CONTRACT_FILE).get("variant")
+            except DescriptorError as e:
+                raise ExportFormatError(e.path, e.reason, e.field) from None
+            if found_variant != variant:
+                raise ExportFormatError(p, f"holds variant {found_variant!r}, not {variant!r}")
         return p
     found = sorted(q.parent.name for q in p.glob(f"*/{CONTRACT_FILE}"))
     if not found:
-        raise ExportFormatError(f"{p}: no {CONTRACT_FILE} here or in a variant subdirectory (not a bellm export)")
+        raise ExportFormatError(p, f"no {CONTRACT_FILE} here or in a variant subdirectory (not a bellm export)")
     want = variant or ("fp32" if "fp32" in found else found[0])
     if want not in found:
-        raise ExportFormatError(f"{p}: variant {want!r} not exported; found {found}")
+        raise ExportFormatError(p, f"variant {want!r} not exported; found {found}")
     return p / want
 
 
-def read_contract(d: Path) -> dict[str, Any]:
+def read_contract(d: Path, verify_model: bool = True) -> ExportDescriptor:
+    """The validated export descriptor of a variant directory (`bellm.contract.read_export_descriptor`)."""
     try:
-        contract = json.loads((d / CONTRACT_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportFormatError(f"{d / CONTRACT_FILE}: cannot read ({e})") from None
-    missing = [k for k in REQUIRED_KEYS if k not in contract]
-    if missing:
-        raise ExportFormatError(f"{d / CONTRACT_FILE}: missing keys {missing}")
-    if contract["prompt"].count("{text}") != 1:
-        raise ExportFormatError(f"{d / CONTRACT_FILE}: prompt must contain '{{text}}' exactly once")
-    return contract
+        return read_export_descriptor(d, verify_model=verify_model)
+    except ExportFormatError:
+        raise
+    except DescriptorError as e:
+        raise ExportFormatError(e.path, e.reason, e.field) from None
 
 
 class OnnxEncoder:
@@ -93,14 +104,14 @@ class OnnxEncoder:
         providers: Sequence[str] | None = None,
         variant: str | None = None,
         threads: int | None = None,
+        verify_model: bool = True,
     ) -> None:
+        """`verify_model=False` skips hashing model.onnx against `model_sha256` (faster; trust the directory)."""
         self.path = resolve_export_dir(path, variant)
-        self.contract = read_contract(self.path)
-        model = self.path / self.contract.get("model_file", MODEL_FILE)
-        for needed in (model, self.path / TOKENIZER_FILE):
-            if not needed.is_file():
-                raise ExportFormatError(f"{needed}: missing from the export")
-        self.tokenizer = load_tokenizer_file(str(self.path / TOKENIZER_FILE))
+        self.descriptor = read_contract(self.path, verify_model=verify_model)
+        self.contract = self.descriptor.to_dict()  # the parsed bellm.json, for callers that read keys
+        model = self.descriptor.model_path(self.path)
+        self.tokenizer = load_tokenizer_file(str(self.descriptor.tokenizer_path(self.path)))
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads is not None:
@@ -111,35 +122,50 @@ class OnnxEncoder:
             self.session = ort.InferenceSession(str(model), opts, providers=chosen)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types; say what to check
             raise RuntimeError(
-                f"onnxruntime {ort.__version__} cannot load {model} (opset {self.contract.get('opset')}; "
-                f"providers {chosen}): {e}"
+                f"onnxruntime {ort.__version__} cannot load {model} (opset {self.descriptor.opset}, IR version "
+                f"{self.descriptor.ir_version}; providers {chosen}): {e}"
             ) from e
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_name = self.contract.get("outputs", ["sentence_embedding"])[0]
+        self.output_name = self.descriptor.outputs[0]
+        self._check_session()
         self.truncated_count = 0
+
+    def _check_session(self) -> None:
+        """The graph's inputs, output and width agree with bellm.json (else a clear error now, not at encode)."""
+        where = self.path / CONTRACT_FILE
+        if sorted(self.input_names) != sorted(self.descriptor.inputs):
+            raise ExportFormatError(where, f"{list(self.descriptor.inputs)}, but the model's inputs are "
+                                    f"{self.input_names}", "inputs")
+        outs = {o.name: o for o in self.session.get_outputs()}
+        if self.output_name not in outs:
+            raise ExportFormatError(where, f"{self.output_name!r} is not an output of the model ({list(outs)})",
+                                    "outputs")
+        width = outs[self.output_name].shape[-1] if outs[self.output_name].shape else None
+        if isinstance(width, int) and width != self.descriptor.dim:
+            raise ExportFormatError(where, f"{self.descriptor.dim}, but the model outputs {width} values", "dim")
 
     # -- contract views
     @property
     def template(self) -> str:
-        return self.contract["prompt"]
+        return self.descriptor.prompt
 
     @property
     def max_length(self) -> int:
-        return int(self.contract["max_length"])
+        return self.descriptor.max_length
 
     @property
     def dim(self) -> int:
-        return int(self.contract["dim"])
+        return self.descriptor.dim
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
     def describe(self) -> dict[str, Any]:
-        """What determines the embeddings (the contract, the variant and the model file's hash)."""
-        keys = ("base_model", "base_model_sha256", "adapter_sha256", "bidirectional_layers", "num_layers",
-                "pooling", "prompt", "max_length", "dim", "variant", "attention_op", "opset", "model_sha256")
-        return {"runtime": "onnxruntime", **{k: self.contract.get(k) for k in keys}}
+        """What determines the embeddings (the encoder fields, the variant and the model file's hash)."""
+        d = self.descriptor
+        return {"runtime": "onnxruntime", **d.encoder_fields(), "variant": d.variant,
+                "attention_op": d.attention_op, "opset": d.opset, "model_sha256": d.model_sha256}
 
     @property
     def fingerprint(self) -> str:
@@ -167,19 +193,13 @@ class OnnxEncoder:
         keyword is a `TypeError`, as in Python, never silently ignored."""
         if not normalize:
             raise InputError("this export L2-normalises inside the graph; unnormalised embeddings are not available")
-        single, items = as_text_list(texts)
-        if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        uniq, inverse = unique_texts(items)
-        encs = [encode_one(self.tokenizer, self.template, t, self.max_length) for t in uniq]
-        self.truncated_count = sum(e.truncated for e in encs)
-        out = np.zeros((len(uniq), self.dim), dtype=np.float32)
-        for idx in batches_by_length(encs, batch_size):
-            out[idx] = self.run_batch(*pad_batch([encs[i] for i in idx], side=padding_side))
-        result = out[inverse]
-        return result[0] if single else result
+        emb, self.truncated_count = embed_texts(
+            texts, lambda t: encode_one(self.tokenizer, self.template, t, self.max_length), self.run_batch, self.dim,
+            batch_size, padding_side,
+        )
+        return emb
 
     def __repr__(self) -> str:
-        c = self.contract
-        return (f"OnnxEncoder({str(self.path)!r}, variant={c['variant']}, k={c['bidirectional_layers']}/"
-                f"{c['num_layers']}, pooling={c['pooling']}, providers={self.providers})")
+        d = self.descriptor
+        return (f"OnnxEncoder({str(self.path)!r}, variant={d.variant}, k={d.bidirectional_layers}/"
+                f"{d.num_layers}, pooling={d.pooling}, providers={self.providers})")

@@ -1,22 +1,26 @@
-"""Prompted tokenisation shared by the PyTorch encoder and the torch-free ONNX runtime.
+"""Prompted tokenisation shared by training, the PyTorch encoder and the torch-free ONNX runtime.
 
-Imports only numpy and tokenizers, so `bellm.runtime` can use it. Both paths call `encode_batch`
-and therefore feed the model exactly the same ids.
+Imports only numpy and tokenizers (and `bellm.prompts`), so `bellm.runtime` can use it. Every path calls
+`encode_one`, so the model always sees exactly the ids it was trained and evaluated with.
 
-Truncation keeps the prompt whole: when `prompt.format(text=s)` is longer than `max_length` tokens,
-tokens are dropped from the end of the sentence span (found by character offsets), so the prompt's
-closing words, which last-token pooling reads, always survive.
+Truncation (the rule `bellm.contract.TRUNCATION_RULE`, stated language-neutrally in every exported
+`bellm.json`) keeps every character of the prompt: when `prefix + text + suffix` is longer than
+`max_length` tokens, the *text* is cut at the end of one of its tokens and the whole prompt is encoded
+again. Dropping tokens from the id list instead would lose prompt characters whenever a token straddles
+the end of the text (STS-B test row 1107: one token `."` holds the sentence's full stop and the prompt's
+closing quote).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from bellm.errors import InputError
+from bellm.prompts import split_template
 
 
 @dataclass(frozen=True)
@@ -26,26 +30,45 @@ class Encoded:
     truncated: bool
 
 
+def _span(offsets: Sequence[tuple[int, int]], c0: int, c1: int, n: int) -> tuple[int, int]:
+    """[start, end) of the tokens overlapping characters [c0, c1) (empty text: (n, n))."""
+    inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < c1 and b > c0]
+    return (inside[0], inside[-1] + 1) if inside else (n, n)
+
+
 def encode_one(tok: Tokenizer, template: str, text: str, max_length: int) -> Encoded:
+    """Token ids of `template.format(text=text)`, at most `max_length` of them (see the module docstring).
+
+    The rule, step by step (offsets are Unicode code points of the prompted string):
+    1. encode P = prefix + text + suffix; if it has <= max_length tokens, use it;
+    2. cut points: the distinct end offsets e of its tokens with c0 < e < c1, where [c0, c1) are the
+       text's characters; keeping m text tokens means cutting the text at the m-th cut point;
+    3. start with m = (number of cut points + 1) - (tokens - max_length), and while
+       prefix + text[:cut_m - c0] + suffix encodes to more than max_length tokens, decrease m;
+    4. m < 1 is an error (the prompt alone does not fit with one token of text).
+    """
     if not isinstance(text, str):
         raise TypeError(f"expected a str, got {type(text).__name__}")
-    prefix = template.split("{text}", 1)[0]
-    full = template.format(text=text)
-    enc = tok.encode(full)
-    ids = list(enc.ids)
+    prefix, suffix = split_template(template)
+    enc = tok.encode(prefix + text + suffix)
     c0, c1 = len(prefix), len(prefix) + len(text)
-    inside = [i for i, (a, b) in enumerate(enc.offsets) if b > a and a < c1 and b > c0]
-    start, end = (inside[0], inside[-1] + 1) if inside else (len(ids), len(ids))
-    if len(ids) <= max_length:
-        return Encoded(ids, (start, end), False)
-    excess = len(ids) - max_length
-    if excess > end - start - 1:
-        raise InputError(
-            f"max_length={max_length} is too short for the prompt: it needs {len(ids) - (end - start) + 1} tokens "
-            "with at least one token of text"
-        )
-    ids = ids[: end - excess] + ids[end:]
-    return Encoded(ids, (start, end - excess), True)
+    n = len(enc.ids)
+    if n <= max_length:
+        return Encoded(list(enc.ids), _span(enc.offsets, c0, c1, n), False)
+    cuts = sorted({b for _, b in enc.offsets if c0 < b < c1})
+    m = len(cuts) + 1 - (n - max_length)
+    while m >= 1:
+        cut = text[: cuts[m - 1] - c0]
+        short = tok.encode(prefix + cut + suffix)
+        if len(short.ids) <= max_length:
+            span = _span(short.offsets, c0, c0 + len(cut), len(short.ids))
+            return Encoded(list(short.ids), span, True)
+        m -= 1
+    alone = len(tok.encode(prefix + suffix).ids)
+    raise InputError(
+        f"max_length={max_length} is too short for the prompt: it takes {alone} tokens without any text, and at "
+        "least one token of text must fit"
+    )
 
 
 def pad_batch(
@@ -81,6 +104,51 @@ def batches_by_length(encs: Sequence[Encoded], batch_size: int) -> list[np.ndarr
     lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
     order = np.argsort(-lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+RunBatch = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # ids, mask, span (B,S) → (B,H)
+
+
+def embed_encoded(
+    encs: Sequence[Encoded],
+    run_batch: RunBatch,
+    batch_size: int = 32,
+    padding_side: str = "right",
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """The one "encoded texts → padded batches → forward → (N, H) float32 in order" loop.
+
+    Shared by the PyTorch encoder, training-time evaluation, export parity and the ONNX runtime; the
+    forward (`run_batch`) is theirs, and normalises when they want it normalised.
+    """
+    out: np.ndarray | None = None
+    for idx in batches_by_length(encs, batch_size):
+        emb = np.asarray(run_batch(*pad_batch([encs[i] for i in idx], side=padding_side)), dtype=np.float32)
+        if out is None:
+            out = np.zeros((len(encs), emb.shape[1]), dtype=np.float32)
+        out[idx] = emb  # (b,H)
+        if on_batch is not None:
+            on_batch(len(idx))
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def embed_texts(
+    texts: Sequence[str] | str,
+    encode: Callable[[str], Encoded],
+    run_batch: RunBatch,
+    dim: int,
+    batch_size: int = 32,
+    padding_side: str = "right",
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, int]:
+    """Validated texts → deduplicated → encoded → embedded → in input order: ((N, dim) or (dim,), truncated count)."""
+    single, items = as_text_list(texts)
+    if not items:
+        return np.zeros((0, dim), dtype=np.float32), 0
+    uniq, inverse = unique_texts(items)
+    encs = [encode(t) for t in uniq]
+    out = embed_encoded(encs, run_batch, batch_size, padding_side, on_batch)[inverse]
+    return (out[0] if single else out), sum(e.truncated for e in encs)
 
 
 def as_text_list(texts: Sequence[str] | str) -> tuple[bool, list[str]]:

@@ -16,12 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import gemm_gflops, machine, sts_sentences  # noqa: E402
 
+from bellm.config import EncoderConfig  # noqa: E402
+from bellm.models import DEFAULT_MODEL  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
-    ap.add_argument("-k", "--bidirectional-layers", default="2")
+    ap.add_argument("-k", "--bidirectional-layers", default=str(EncoderConfig().bidirectional_layers))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "encode_throughput.json"))
     args = ap.parse_args()
@@ -33,7 +36,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     gemm = gemm_gflops()
-    enc = bellm.load_encoder("smollm2-135m", bidirectional_layers=int(args.bidirectional_layers))
+    enc = bellm.load_encoder(DEFAULT_MODEL, bidirectional_layers=int(args.bidirectional_layers))
     texts = sts_sentences(args.n)
     tokens = sum(len(e.ids) for e in enc.tokenize(texts))
     dec = enc.module.backbone.decoder

@@ -22,12 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine  # noqa: E402
 
+from bellm.contract import POOLINGS  # noqa: E402
+from bellm.models import DEFAULT_MODEL  # noqa: E402
+from bellm.prompts import DEFAULT_PROMPT  # noqa: E402
+
 DEFAULT_CONFIGS = ["0:last", "0:mean", "2:last", "2:mean", "4:last", "4:mean"]
 
 
 def parse_config(spec: str) -> tuple[int, str]:
     k, _, pooling = spec.partition(":")
-    if not k.isdigit() or pooling not in ("last", "mean", "mean_span"):
+    if not k.isdigit() or pooling not in POOLINGS:
         raise SystemExit(f"bad config {spec!r}: use K:POOLING, e.g. 2:last or 4:mean")
     return int(k), pooling
 
@@ -58,8 +62,8 @@ def main() -> None:
     ap.add_argument("--suite", default="full", help="gate | full | task keys (comma-separated)")
     ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help="K:POOLING ...")
     ap.add_argument("--max-pairs", type=int, default=None)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--prompt", default="prompteol")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--prompt", default=DEFAULT_PROMPT)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", action="store_true", help="reuse cached embeddings (default: cold, honest timing)")

@@ -17,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bellm.config import EncoderConfig
+from bellm.models import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -61,8 +64,8 @@ def timed_encode(encode, texts: list[str], batch_size: int, repeats: int = 2) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("-k", type=int, default=2)
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("-k", type=int, default=EncoderConfig().bidirectional_layers)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sentences", type=int, default=512)
     ap.add_argument("--sts-max-pairs", type=int, default=None, help="STS-B test pairs for Spearman (default all)")

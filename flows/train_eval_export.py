@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from bellm.config import GateConfig, build_config
+from bellm.config import GateConfig, build_config, preflight
 from tasks.data import prepare_data
 from tasks.evaluate import enforce_gates_task, evaluate_suite
 from tasks.export import export_variants
@@ -34,20 +34,6 @@ class _Timer:
         return out
 
 
-def torch_spec(cfg: Any, adapter: str | None) -> dict[str, Any]:
-    e = cfg.encoder
-    return {
-        "kind": "torch",
-        "source": cfg.model.source,
-        "adapter": adapter,
-        "bidirectional_layers": e.bidirectional_layers,
-        "pooling": e.pooling,
-        "prompt": e.prompt,
-        "max_length": e.max_length,
-        "dtype": cfg.model.dtype,
-    }
-
-
 def gate_subset(gates: GateConfig, tasks: dict[str, Any]) -> dict[str, Any]:
     """The per-task minimums that a (partial) result can already be judged on."""
     return {"min_task": {t: v for t, v in gates.min_task.items() if t in tasks}}
@@ -61,7 +47,7 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
     e.g. {"train.max_steps": 50, "encoder.pooling": "mean"}.
     """
     log = get_run_logger()
-    cfg = build_config(profile, overrides or {})  # validated once, before anything runs
+    cfg = preflight(build_config(profile, overrides or {}))  # validated once, before anything runs
     timer = _Timer()
     t0 = time.perf_counter()
     run_dir = open_run(cfg)
@@ -75,33 +61,37 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         record(run_dir, training={k: v for k, v in trained.items() if k != "adapter_dir"})
 
         # The content-keyed training output (not the run's copy); the eval cache is keyed by its content hash.
-        spec = torch_spec(cfg, trained["adapter_dir"])
+        encoder, trained_adapter = cfg.encoder_config, trained["adapter_dir"]
         model_key = trained["adapter_sha256"]
         max_pairs = cfg.data.max_eval_pairs
         gate = timer(
-            "evaluate-gate", evaluate_suite, spec, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key
+            "evaluate-gate", evaluate_suite, encoder, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key,
+            trained_adapter, cfg.model.dtype,
         )
         champion = read_champion(cfg)
         verdict = timer("gates", enforce_gates_task, gate, gate_subset(cfg.eval.gates, gate["tasks"]), None)
 
         full = timer(
-            "evaluate-full", evaluate_suite, spec, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size, model_key
+            "evaluate-full", evaluate_suite, encoder, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size, model_key,
+            trained_adapter, cfg.model.dtype,
         )
         zero = timer(
             "evaluate-zero-shot",
             evaluate_suite,
-            torch_spec(cfg, None),
+            encoder,
             cfg.eval.report_suite,
             max_pairs,
             cfg.eval.batch_size,
             base["sha256"],
+            None,
+            cfg.model.dtype,
         )
         baseline = None
         if cfg.eval.baseline:
             baseline = timer(
                 "evaluate-baseline",
                 evaluate_suite,
-                {"kind": "baseline", "name": "minilm"},
+                "minilm",
                 cfg.eval.report_suite,
                 max_pairs,
                 cfg.eval.batch_size,
@@ -112,12 +102,12 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         record(run_dir, gates=verdict)
 
         metrics: dict[str, Any] = {"trained": full, "gate": gate, "zero_shot": zero, "baseline": baseline, "onnx": {}}
-        timer("report", publish_report, run_dir, spec, metrics, champion, max_pairs)
+        timer("report", publish_report, run_dir, encoder, trained_adapter, metrics, champion, max_pairs)
 
         exported = timer("export", export_variants, cfg, adapter, run_dir, max_pairs)
         metrics["onnx"] = exported["results"]
         record(run_dir, published_variants=exported["published"], export=exported["report"])
-        timer("report", publish_report, run_dir, spec, metrics, champion, max_pairs)
+        timer("report", publish_report, run_dir, encoder, trained_adapter, metrics, champion, max_pairs)
 
         total = time.perf_counter() - t0
         record(run_dir, timings={**timer.steps, "total": round(total, 3)})

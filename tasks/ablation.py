@@ -8,12 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import task
-
 from bellm.config import RunConfig
 from bellm.isolation import trial_scope, worker_identity
 from bellm.provenance import code_fingerprint
-from tasks.common import RETRY_DELAYS, content_key, retry_transient
+from tasks.common import content_key, retrying_task
 from tasks.evaluate import suite_data_sha256
 from tasks.train import TRAIN_SECTIONS, train_dir
 
@@ -40,14 +38,7 @@ def _key(context: Any, p: dict[str, Any]) -> str:
     )
 
 
-@task(
-    name="ablation-trial",
-    cache_key_fn=_key,
-    persist_result=True,
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@retrying_task("ablation-trial", cache_key_fn=_key, persist_result=True)
 def run_trial(
     base: RunConfig,
     ablation: dict[str, Any],
@@ -96,10 +87,7 @@ def _trial(
     else:
         from bellm.encoder import load_encoder
 
-        e = cfg.encoder
-        encoder = load_encoder(
-            cfg.model.source, bidirectional_layers=k, pooling=pooling, prompt=e.prompt, max_length=e.max_length
-        )
+        encoder = load_encoder(cfg.encoder_config)
     mp = ablation.get("max_eval_pairs")
     selection = evaluate(encoder, ablation["selection_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)
     table, scores = evaluate_with_scores(encoder, ablation["table_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)

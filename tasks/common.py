@@ -1,8 +1,8 @@
 """Retry and cache policy shared by the tasks.
 
-Transient failures (IO) are retried with backoff; deterministic ones (bad data, bad config, a failed
-gate, a failed parity check) are not: retrying cannot change their outcome, and a failed gate must
-fail the flow run.
+Transient failures (IO) are retried with backoff; deterministic ones (bad data, bad config, a missing
+package, a failed gate, a failed parity check) are not: retrying cannot change their outcome, and a failed
+gate must fail the flow run. `retrying_task` is the one way a task gets that policy.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ RETRY_DELAYS = [2, 10, 30]
 
 
 def deterministic_errors() -> tuple[type[BaseException], ...]:
-    # FloatingPointError: training diverged (NaN/inf loss) — the same inputs diverge again.
-    errs: list[type[BaseException]] = [DataError, ConfigError, ValueError, TypeError, KeyError, FloatingPointError]
+    # ImportError: a missing extra (e.g. `baseline`) does not appear by waiting; FloatingPointError: training
+    # diverged (NaN/inf loss) — the same inputs diverge again.
+    errs: list[type[BaseException]] = [DataError, ConfigError, ValueError, TypeError, KeyError, ImportError,
+                                       FloatingPointError]
     try:
         from bellm.gates import GateFailed
 
@@ -38,6 +40,14 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:  # noqa: BLE001 - anything else (OSError, timeouts) may be transient
         return True
     return False
+
+
+def retrying_task(name: str, **kwargs: Any) -> Any:
+    """`prefect.task` with the transient-only retry policy (RETRY_DELAYS backoff, `retry_transient`)."""
+    from prefect import task
+
+    return task(name=name, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+                retry_condition_fn=retry_transient, **kwargs)
 
 
 def content_key(*parts: Any) -> str:

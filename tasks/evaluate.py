@@ -1,4 +1,4 @@
-"""Evaluation tasks: load an encoder from a plain spec inside the task, evaluate a suite, gate it."""
+"""Evaluation tasks: load an encoder from its `EncoderConfig` inside the task, evaluate a suite, gate it."""
 
 from __future__ import annotations
 
@@ -6,34 +6,25 @@ from typing import Any
 
 from prefect import task
 
+from bellm.config import EncoderConfig
 from bellm.provenance import code_fingerprint
-from tasks.common import RETRY_DELAYS, content_key, retry_transient
+from tasks.common import content_key, retrying_task
+
+BASELINES = ("minilm",)
 
 
-def load_spec(spec: dict[str, Any]) -> Any:
-    """An encoder from a JSON-able spec: {"kind": "torch"|"onnx"|"baseline", ...}."""
-    kind = spec["kind"]
-    if kind == "torch":
+def load_for_eval(encoder: EncoderConfig | str, adapter: str | None = None, dtype: str | None = None) -> Any:
+    """An encoder to evaluate: a bellm encoder from its config (+ a trained adapter, whose settings must agree),
+    or a named baseline."""
+    if isinstance(encoder, EncoderConfig):
         from bellm.encoder import load_encoder
 
-        return load_encoder(
-            spec["source"],
-            bidirectional_layers=spec["bidirectional_layers"],
-            pooling=spec["pooling"],
-            prompt=spec["prompt"],
-            max_length=spec["max_length"],
-            adapter=spec.get("adapter"),
-            dtype=spec.get("dtype"),
-        )
-    if kind == "onnx":
-        from bellm.runtime import OnnxEncoder
-
-        return OnnxEncoder(spec["path"])
-    if kind == "baseline":
+        return load_encoder(encoder, adapter=adapter, dtype=dtype)
+    if encoder == "minilm":
         from bellm.baselines import MiniLMEncoder
 
         return MiniLMEncoder()
-    raise ValueError(f"unknown encoder spec kind {kind!r}")
+    raise ValueError(f"unknown encoder {encoder!r}: give an EncoderConfig or one of the baselines {BASELINES}")
 
 
 def suite_data_sha256(suite: str | list[str]) -> dict[str, str]:
@@ -44,36 +35,34 @@ def suite_data_sha256(suite: str | list[str]) -> dict[str, str]:
 
 
 def _eval_key(context: Any, params: dict[str, Any]) -> str:
-    """Spec (incl. dtype), suite, pair cap, the model's content hash, the suite's data hashes and the code."""
+    """Encoder (incl. dtype, adapter), suite, pair cap, the model's content hash, the suite's data hashes and the
+    code."""
+    enc = params["encoder"]
+    desc = enc.model_dump(mode="json") if isinstance(enc, EncoderConfig) else enc
     return content_key(
-        "evaluate", params["spec"], params["suite"], params.get("max_pairs"), params.get("model_key"),
-        suite_data_sha256(params["suite"]), code_fingerprint(),
+        "evaluate", desc, params.get("adapter"), params.get("dtype"), params["suite"], params.get("max_pairs"),
+        params.get("model_key"), suite_data_sha256(params["suite"]), code_fingerprint(),
     )
 
 
-@task(
-    name="evaluate",
-    cache_key_fn=_eval_key,
-    persist_result=True,
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@retrying_task("evaluate", cache_key_fn=_eval_key, persist_result=True)
 def evaluate_suite(
-    spec: dict[str, Any],
+    encoder: EncoderConfig | str,
     suite: str | list[str],
     max_pairs: int | None = None,
     batch_size: int = 32,
     model_key: str | None = None,
+    adapter: str | None = None,
+    dtype: str | None = None,
 ) -> dict[str, Any]:
-    """STS result (evaluation schema) of the encoder described by `spec`.
+    """STS result (evaluation schema) of an encoder (`load_for_eval`).
 
-    Cached by (spec, suite, max_pairs, `model_key` = a content hash of what produced the model): a re-run
-    with the same inputs skips it; sentence embeddings are also cached on disk by model fingerprint.
+    Cached by (encoder, adapter, suite, max_pairs, `model_key` = a content hash of what produced the model): a
+    re-run with the same inputs skips it; sentence embeddings are also cached on disk by model fingerprint.
     """
     from bellm.evaluation import evaluate
 
-    return evaluate(load_spec(spec), suite, max_pairs=max_pairs, batch_size=batch_size)
+    return evaluate(load_for_eval(encoder, adapter, dtype), suite, max_pairs=max_pairs, batch_size=batch_size)
 
 
 @task(name="enforce-gates", retries=0)

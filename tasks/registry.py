@@ -9,10 +9,10 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from bellm.config import RunConfig
+from bellm.config import EncoderConfig, RunConfig
 from bellm.liveness import Heartbeat
 from bellm.registry import RegistryError, Run, champion_result, new_run, promote, setting_of, update_manifest
-from tasks.common import RETRY_DELAYS, retry_transient
+from tasks.common import retrying_task
 
 
 def _run(run_dir: str) -> Run:
@@ -20,7 +20,7 @@ def _run(run_dir: str) -> Run:
     return Run(p.name, p)
 
 
-@task(name="open-run", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+@retrying_task("open-run")
 def open_run(cfg: RunConfig) -> str:
     """A new `running` run directory in the registry, with a heartbeat while this process lives."""
     run_dir = new_run(cfg.artifacts_dir, cfg.profile, cfg.model_dump(mode="json")).dir
@@ -28,7 +28,7 @@ def open_run(cfg: RunConfig) -> str:
     return str(run_dir)
 
 
-@task(name="record", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+@retrying_task("record")
 def record(run_dir: str, **fields: Any) -> None:
     update_manifest(_run(run_dir), **fields)
 
@@ -58,7 +58,8 @@ def copy_adapter(adapter_dir: str, run_dir: str) -> str:
 @task(name="publish-report")
 def publish_report(
     run_dir: str,
-    spec: dict[str, Any],
+    encoder: EncoderConfig,
+    adapter: str | None,
     metrics: dict[str, Any],
     champion: dict[str, Any] | None,
     max_pairs: int | None = None,
@@ -70,9 +71,9 @@ def publish_report(
     """
     from bellm.evaluation import evaluate_with_scores
     from bellm.report import comparison_rows, report_markdown, write_report
-    from tasks.evaluate import load_spec
+    from tasks.evaluate import load_for_eval
 
-    _, scores = evaluate_with_scores(load_spec(spec), ["stsb"], max_pairs=max_pairs)
+    _, scores = evaluate_with_scores(load_for_eval(encoder, adapter), ["stsb"], max_pairs=max_pairs)
     core = ("trained", "zero_shot", "baseline")
     extra = {k: v for k, v in metrics.items() if k not in core and v is not None}
     paths = write_report(

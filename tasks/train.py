@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-
 from bellm.config import RunConfig
+from bellm.contract import SCHEMA_VERSION
 from bellm.paths import bellm_home
 from bellm.provenance import code_fingerprint
-from tasks.common import RETRY_DELAYS, content_key, retry_transient
+from tasks.common import content_key, retrying_task
 
 # Everything that determines the adapter (not eval/export settings, which don't change training).
 TRAIN_SECTIONS = ("model", "encoder", "lora", "data", "loss", "train")
@@ -20,12 +19,16 @@ TRAIN_SECTIONS = ("model", "encoder", "lora", "data", "loss", "train")
 
 def train_key(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> str:
     """The training directory and cache key: config sections, every input file's sha256, the base model's
-    sha256 and the code fingerprint (a code fix is never hidden by a cached adapter)."""
+    sha256, the code fingerprint (a code fix is never hidden by a cached adapter) and the descriptor schema
+    (an adapter of another schema is never reused)."""
     dump = cfg.model_dump(mode="json")
-    return content_key("train", {k: dump[k] for k in TRAIN_SECTIONS}, data_sha256, base_sha256, code_fingerprint())
+    return content_key("train", {k: dump[k] for k in TRAIN_SECTIONS}, data_sha256, base_sha256, code_fingerprint(),
+                       SCHEMA_VERSION)
 
 
 def train_dir(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> Path:
+    """The one training directory of a configuration: `$BELLM_HOME/train/<train_key>` (identical configs share
+    and resume it: the main flow and the ablation)."""
     return bellm_home() / "train" / train_key(cfg, data_sha256, base_sha256)
 
 
@@ -38,14 +41,7 @@ def _cache_key(context: Any, params: dict[str, Any]) -> str:
     return key
 
 
-@task(
-    name="train",
-    cache_key_fn=_cache_key,
-    persist_result=True,
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@retrying_task("train", cache_key_fn=_cache_key, persist_result=True)
 def train_adapter(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> dict[str, Any]:
     """Train into `$BELLM_HOME/train/<content key>/`: a killed flow re-run resumes from its checkpoints,
     and a finished one with the same config, data and base model is a cache hit."""
@@ -67,12 +63,7 @@ def train_adapter(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str)
     }
 
 
-@task(
-    name="resolve-model",
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@retrying_task("resolve-model")
 def resolve_model(source: str) -> dict[str, str]:
     """Resolve (and, the first time, convert) the base model; its sha256 keys every cache downstream."""
     from bellm.models import resolve_source

@@ -46,15 +46,20 @@ def test_card_of_a_run_has_the_model_index_recipe_and_data(export_dir: Path, tmp
     run, adapter = tmp_path / "20260101T000000Z-abc123", tmp_path / "20260101T000000Z-abc123" / "adapter"
     adapter.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps({"trained": results}))
-    (adapter / "bellm.json").write_text(json.dumps({
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj"], "layers": 8},
-        "loss": {"w_angle": 1.0}, "train": {"lr": 3e-4, "batch_size": 16}, "steps": 100, "selected": "best",
-        "dev_spearman": 75.5, "prompt_name": "prompteol", "seed": 0, "global_batch": 16,
-        "data": [{"kind": "pairs", "path": "/x/data/sts/stsb/train.tsv", "sha256": "ab" * 32, "rows": 5749},
-                 {"kind": "triplets", "path": "/x/data/nli/fallback_snli_devtest/t.csv", "sha256": "cd" * 32,
-                  "rows": 9000}],
-    }))
-    contract = json.loads((export_dir / "fp32" / "bellm.json").read_text()) | {"base_model": "smollm2-135m"}
+    from bellm.contract import AdapterDescriptor, write_descriptor
+
+    write_descriptor(adapter, AdapterDescriptor(
+        base_model="smollm2-135m", base_model_sha256="ef" * 32, bidirectional_layers=2, num_layers=4,
+        pooling="last", prompt='This sentence : "{text}" means in one word:"', max_length=24, dim=64,
+        prompt_name="prompteol", provenance={
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj"], "layers": 8},
+            "loss": {"w_angle": 1.0}, "train": {"lr": 3e-4, "batch_size": 16}, "steps": 100, "selected": "best",
+            "dev_spearman": 75.5, "seed": 0, "global_batch": 16,
+            "data": [{"kind": "pairs", "path": "/x/data/sts/stsb/train.tsv", "sha256": "ab" * 32, "rows": 5749},
+                     {"kind": "triplets", "path": "/x/data/nli/fallback_snli_devtest/t.csv", "sha256": "cd" * 32,
+                      "rows": 9000}],
+        }))
+    contract = OnnxEncoder(export_dir / "fp32").contract | {"base_model": "smollm2-135m"}
     text = model_card(contract, {"graph check": "ok"}, run_card_info(adapter, run), {"spearman": 1.0})
     data = card_data(text)
     assert data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and data.license == "apache-2.0"

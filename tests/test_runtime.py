@@ -65,28 +65,35 @@ def test_bad_input(rt: OnnxEncoder) -> None:
 
 
 def test_overlong_text_is_truncated_keeping_the_prompt(export_dir: Path, rt: OnnxEncoder) -> None:
-    """The expected ids are built independently (tokenizer offsets): the sentence is cut, the prompt's closing
-    tokens survive. Cutting the prompted text at the end instead gives another embedding, so this can fail."""
+    """The expected ids are built independently, by a consumer following only bellm.json's documented truncation
+    rule (cut the text at a token end, re-encode the whole prompt): the prompt's closing characters survive.
+    Cutting the prompted text at the end instead gives another embedding, so this can fail."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
     d = export_dir / "fp32"
     cfg = json.loads((d / "bellm.json").read_text())
+    assert cfg["truncation_rule"] == "text-cut-reencode/1"
     long = "word " * 5000
     emb = rt.encode([long, "short"])
     assert rt.truncated_count == 1 and np.isfinite(emb).all()
-    full = Tokenizer.from_file(str(d / "tokenizer.json")).encode(cfg["prompt"].format(text=long))
-    text_end = cfg["prompt"].index("{text}") + len(long)
-    suffix = [i for i, (a, _) in zip(full.ids, full.offsets, strict=True) if a >= text_end]
-    assert suffix, "the prompt has closing tokens"
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    prefix, suffix = cfg["prompt"].split("{text}")
     n = cfg["max_length"]
+    full = tok.encode(prefix + long + suffix)
+    c0, c1 = len(prefix), len(prefix) + len(long)
+    cuts = sorted({b for _, b in full.offsets if c0 < b < c1})
+    m = len(cuts) + 1 - (len(full.ids) - n)
+    while len(tok.encode(prefix + long[: cuts[m - 1] - c0] + suffix).ids) > n:
+        m -= 1
+    kept = tok.encode(prefix + long[: cuts[m - 1] - c0] + suffix).ids
+    assert tok.decode(kept).endswith(suffix) and len(kept) <= n
     sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
 
     def run(ids: list[int]) -> np.ndarray:
         feeds = {"input_ids": np.array([ids], dtype=np.int64), "attention_mask": np.ones((1, len(ids)), np.int64)}
         return sess.run(["sentence_embedding"], feeds)[0][0]
 
-    kept = full.ids[: n - len(suffix)] + suffix
     np.testing.assert_allclose(emb[0], run(kept), atol=1e-5)
     assert not np.allclose(emb[0], run(full.ids[:n]), atol=1e-3)  # the prompt-dropping cut differs
 
@@ -135,7 +142,7 @@ def test_broken_export(tmp_path: Path, export_dir: Path) -> None:
     d = tmp_path / "broken"
     d.mkdir()
     (d / "bellm.json").write_text(json.dumps({"prompt": "{text}"}))
-    with pytest.raises(ExportFormatError, match="missing keys"):
+    with pytest.raises(ExportFormatError, match="bellm.json: kind: unknown kind None"):
         OnnxEncoder(d)
 
 

@@ -27,6 +27,7 @@ from bellm.runtime import OnnxEncoder
 from bellm.serve import resolve_target
 from bellm.serve.app import create_app
 from bellm.serve.batcher import split_longest_first
+from bellm.tokenize import encode_one
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -81,7 +82,7 @@ def test_openai_float_and_base64_match_encode(url: str, rt: OnnxEncoder) -> None
     assert [d["index"] for d in body["data"]] == [0, 1, 2, 3]
     got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
     np.testing.assert_allclose(got, ref, atol=1e-5)
-    tokens = sum(min(len(rt.tokenizer.encode(rt.template.format(text=t)).ids), rt.max_length) for t in texts)
+    tokens = sum(len(encode_one(rt.tokenizer, rt.template, t, rt.max_length).ids) for t in texts)
     assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
     r64 = post(url, "/v1/embeddings", {"model": "tiny", "input": texts, "encoding_format": "base64"}).json()
     got64 = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r64["data"]])
@@ -120,7 +121,8 @@ def test_long_input_truncated_and_reported(url: str, rt: OnnxEncoder) -> None:
     r = post(url, "/v1/embeddings", {"input": ["short", long]})
     assert r.status_code == 200 and r.json()["truncated"] == [1] and r.headers["x-bellm-truncated"] == "1"
     np.testing.assert_allclose(r.json()["data"][1]["embedding"], rt.encode(long), atol=1e-5)
-    assert r.json()["usage"]["prompt_tokens"] == len(rt.tokenizer.encode(rt.template.format(text="short")).ids) + 24
+    assert r.json()["usage"]["prompt_tokens"] == sum(len(encode_one(rt.tokenizer, rt.template, t, rt.max_length).ids)
+                                                      for t in ("short", long))
     for path, body in (("/v1/embeddings", {"input": ["short", long], "truncate": False}),
                        ("/embed", {"inputs": ["short", long], "truncate": False})):
         r = post(url, path, body)

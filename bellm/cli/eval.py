@@ -10,6 +10,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.errors import InputError
 
 SUITE_HELP = (
@@ -60,14 +61,9 @@ def _print_table(result: dict[str, Any], others: dict[str, Any]) -> None:
 
 
 @app.command("eval")
+@encoder_options
 def eval_command(
-    model: str = typer.Option("smollm2-135m", help="embedded name, HF directory, .gguf file or hub id"),
-    adapter: Path | None = typer.Option(None, help="a trained LoRA adapter directory (merged before encoding)"),
-    bidirectional_layers: str = typer.Option("2", "--bidirectional-layers", "-k",
-                                             help="last k layers bidirectional (int or 'all')"),
-    pooling: str = typer.Option("last", help="last | mean | mean_span"),
-    prompt: str = typer.Option("prompteol", help="prompt name (prompteol, bellm, none) or a template with {text}"),
-    max_length: int = typer.Option(64, help="max tokens per prompted sentence"),
+    encoder: EncoderChoice = None,  # type: ignore[assignment] - filled by @encoder_options
     suite: list[str] = typer.Option(["gate"], "--suite", "-s", help=SUITE_HELP),
     max_pairs: int | None = typer.Option(None, min=1, help="only the first N pairs of each task (smoke runs)"),
     batch_size: int = typer.Option(32, min=1, help="sentences per forward pass"),
@@ -100,7 +96,6 @@ def eval_command(
     from bellm.gates import check_gates
 
     with user_errors():
-        k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
         gates = build_config(file=config).eval.gates if config else GateConfig()
         updates: dict[str, Any] = {}
         if min_task:
@@ -118,20 +113,18 @@ def eval_command(
             from bellm.baselines import MiniLMEncoder
 
             try:
-                encoder: Any = MiniLMEncoder()
+                enc: Any = MiniLMEncoder()
             except RuntimeError as e:  # the optional `baseline` extra is missing
                 raise InputError(str(e)) from None
         else:
-            from bellm.encoder import load_encoder
-
-            encoder = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt,
-                                   max_length=max_length, adapter=adapter)
-        result, scores = evaluate_with_scores(encoder, suite_arg, max_pairs, batch_size, cache)
+            enc = encoder.load()
+        result, scores = evaluate_with_scores(enc, suite_arg, max_pairs, batch_size, cache)
         zs = None
-        if zero_shot and adapter is not None and baseline is None:
+        if zero_shot and encoder.adapter is not None and baseline is None:
             from bellm.encoder import load_encoder
 
-            base = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length)
+            # The same settings (the adapter's, as settled above), without the adapter.
+            base = load_encoder(enc.config)
             zs = evaluate_with_scores(base, suite_arg, max_pairs, batch_size, cache)[0]
     verdict = check_gates(result, gates, champ)
     ref = None

@@ -8,7 +8,11 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.cli.options import EncoderChoice, encoder_options
+from bellm.config import ExportConfig
 from bellm.errors import InputError
+
+_X = ExportConfig()  # the defaults are written there, once
 
 
 def parse_variants(text: str) -> list[str]:
@@ -19,40 +23,34 @@ def parse_variants(text: str) -> list[str]:
 
 
 @app.command("export")
+@encoder_options
 def export(
     output: Path = typer.Option(
         ..., "--output", "-o", help="export directory (replaced atomically when all gates pass; a non-empty "
         "directory that is not a previous bellm export is refused unless --overwrite)"
     ),
-    model: str = typer.Option("smollm2-135m", help="embedded name, HF directory, .gguf file or hub id"),
-    adapter: Path | None = typer.Option(None, help="a trained LoRA adapter directory (merged before export)"),
-    bidirectional_layers: str = typer.Option(
-        "2", "--bidirectional-layers", "-k", help="last k layers bidirectional (int or 'all')"
-    ),
-    pooling: str = typer.Option("last", help="last | mean | mean_span"),
-    prompt: str = typer.Option("prompteol", help="prompt name (prompteol, bellm, none) or a template with {text}"),
-    max_length: int = typer.Option(
-        64, help="max tokens per prompted sentence (the sentence is truncated, never the prompt)"
-    ),
-    variants: str = typer.Option("fp32,int8", help="comma-separated: fp32 (always built), fp16 (CUDA), int8 (CPU)"),
+    encoder: EncoderChoice = None,  # type: ignore[assignment] - filled by @encoder_options
+    variants: str = typer.Option(",".join(_X.variants), help="comma-separated: fp32 (always built), fp16 (CUDA), "
+                                 "int8 (CPU)"),
     attention_op: str = typer.Option(
-        "onnx", help="onnx (ONNX Attention) | ms_mha (com.microsoft.MultiHeadAttention, CUDA-friendly)"
+        _X.attention_op, help="onnx (ONNX Attention) | ms_mha (com.microsoft.MultiHeadAttention, CUDA-friendly)"
     ),
-    opset: int = typer.Option(23, help="ONNX opset (>= 23)"),
+    opset: int = typer.Option(_X.opset,
+                              help=ExportConfig.model_fields["opset"].description),
     sts_gate: bool = typer.Option(
         True, help="publish a variant only if its STS-B test Spearman is within --max-drop of fp32"
     ),
     sts_max_pairs: int | None = typer.Option(
         None, help="score the STS gate on the first N STS-B test pairs (smoke runs)"
     ),
-    max_drop: float = typer.Option(0.5, help="max STS-B Spearman points a variant may lose against fp32"),
+    max_drop: float = typer.Option(_X.max_spearman_drop, help="max STS-B Spearman points a variant may lose against "
+                                   "fp32"),
     overwrite: bool = typer.Option(
         False, help="replace OUTPUT even if it holds files that are not a previous bellm export"
     ),
 ) -> None:
     """Export to ONNX: graph check (last k layers bidirectional), PyTorch parity, variant gates, then publish."""
     with user_errors():
-        from bellm.encoder import load_encoder
         from bellm.export.api import ATTENTION_OPS, check_destination, export_encoder, normalize_variants
         from bellm.export.card import run_card_info
         from bellm.export.check import GraphCheckError
@@ -62,15 +60,11 @@ def export(
         check_destination(output, overwrite)  # before loading a model: refuse at once
         if attention_op not in ATTENTION_OPS:
             raise InputError(f"--attention-op must be one of {', '.join(ATTENTION_OPS)}, got {attention_op!r}")
-        if adapter is not None and not adapter.is_dir():
-            raise InputError(f"{adapter}: adapter directory not found")
-        k: int | str = int(bidirectional_layers) if bidirectional_layers.isdigit() else bidirectional_layers
-        enc = load_encoder(model, bidirectional_layers=k, pooling=pooling, prompt=prompt, max_length=max_length,
-                           adapter=adapter)
+        enc = encoder.load()
         try:
             result = export_encoder(enc, output, wanted, attention_op=attention_op, opset=opset, sts_gate=sts_gate,
                                     sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop, overwrite=overwrite,
-                                    card_info=run_card_info(adapter))
+                                    card_info=run_card_info(encoder.adapter))
         except (ParityError, GraphCheckError) as e:
             typer.secho(f"export failed, nothing published: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None

@@ -31,7 +31,7 @@ def run(
     Uses a Prefect server if PREFECT_API_URL is set, otherwise Prefect's ephemeral mode. Results land in
     artifacts/runs/<timestamp>-<id>/ (see artifacts/README.md); exit code 1 if a gate or check fails.
     """
-    from bellm.config import build_config, read_config_file
+    from bellm.config import build_config, preflight, read_config_file
 
     with user_errors():
         overrides: dict = read_config_file(config) if config else {}
@@ -40,7 +40,7 @@ def run(
 
             keys, value = parse_override(item)
             overrides[".".join(keys)] = value
-        build_config(profile, overrides)  # fail fast on a bad config, before Prefect starts
+        preflight(build_config(profile, overrides))  # fail fast on a bad config or missing extra, before Prefect
     prefect_env()
     from flows.train_eval_export import train_eval_export
 

@@ -25,13 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx_ir as ir
+import onnxruntime as ort
 import torch
 
+from bellm import __version__
+from bellm.config import ExportConfig
+from bellm.contract import ATTENTION_OPS, MIN_OPSET, VARIANTS, export_descriptor, write_descriptor
 from bellm.encoder import Encoder
 from bellm.errors import InputError
-from bellm.export.card import contract, model_card
+from bellm.export.card import model_card
 from bellm.export.check import check_graph
 from bellm.export.parity import (
     PARITY_SENTENCES,
@@ -43,16 +46,15 @@ from bellm.export.parity import (
 )
 from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
 from bellm.export.st import write_sentence_transformers
-from bellm.export.trace import PAD_VISIBILITY, input_names, quiet_exporter, trace
+from bellm.export.trace import PAD_VISIBILITY, quiet_exporter, trace
 from bellm.export.variants import EXTERNAL_DATA_BYTES, quantize_int8
 from bellm.io import atomic_path, sha256_file, write_json_atomic
 from bellm.runtime import OnnxEncoder, read_contract
 from bellm.tokenize import pad_batch
 
 log = logging.getLogger(__name__)
+_DEFAULTS = ExportConfig()  # defaults are written once, in bellm.config
 
-VARIANTS = ("fp32", "fp16", "int8")
-ATTENTION_OPS = ("onnx", "ms_mha")
 FP32_MIN_COSINE, FP32_MAX_ABS = 0.99999, 1e-4
 FP16_MIN_COSINE = 0.999
 INT8_MIN_COSINE = 0.9  # sanity floor; the STS-B gate is the real bar for int8
@@ -141,31 +143,32 @@ def dir_bytes(d: Path) -> int:
     return sum(p.stat().st_size for p in d.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
 
 
+def onnx_ir_version(path: Path) -> int:
+    """The IR version recorded in a saved model (read from the file, so it is what a consumer gets)."""
+    import onnx
+
+    return int(onnx.load(str(path), load_external_data=False).ir_version)
+
+
 def write_variant(encoder: Encoder, d: Path, variant: str, attention_op: str, opset: int,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """tokenizer.json and bellm.json beside an already written model.onnx; returns the contract."""
-    c = contract(encoder.describe(), variant, attention_op, opset, input_names(encoder.pooling),
-                 sha256_file(d / "model.onnx"), extra)
-    encoder.tokenizer.save(str(d / "tokenizer.json"))
-    write_json_atomic(d / "bellm.json", c)
-    return c
+                  precision: dict[str, Any] | None = None) -> Path:
+    """tokenizer.json and bellm.json (through `bellm.contract`) beside an already written model.onnx."""
+    model = d / "model.onnx"
+    desc = export_descriptor(
+        encoder.describe(), variant, attention_op, opset, onnx_ir_version(model), sha256_file(model),
+        {"bellm": __version__, "onnxruntime": ort.__version__}, precision,
+    )
+    encoder.tokenizer.save(str(desc.tokenizer_path(d)))
+    return write_descriptor(d, desc)
 
 
-def torch_runner(encoder: Encoder):
-    """The PyTorch reference: the encoder's own module on a padded batch, L2-normalised, fp32."""
-
-    @torch.inference_mode()
-    def run(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
-        dev = encoder.device
-        ids_t, mask_t, span_t = (torch.from_numpy(x).to(dev) for x in (ids, mask, span))
-        emb = encoder.module(ids_t, mask_t, span_t)  # (B,H)
-        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
-
-    return run
+def torch_runner(encoder: Encoder):  # noqa: ANN201 - a bellm.tokenize.RunBatch
+    """The PyTorch reference: the encoder's own forward on a padded batch, L2-normalised, fp32."""
+    return encoder.run_batch
 
 
 def _cpu(d: Path) -> OnnxEncoder:
-    return OnnxEncoder(d, providers=["CPUExecutionProvider"])
+    return OnnxEncoder(d, providers=["CPUExecutionProvider"], verify_model=False)  # just written and hashed
 
 
 def _fail(res: VariantResult, d: Path, why: str) -> None:
@@ -206,7 +209,7 @@ def _build_variant(
         log.exception("building %s failed", name)
         _fail(res, d, f"build failed ({type(e).__name__}: {str(e)[:300]})")
         return res
-    write_variant(encoder, d, name, attention_op, opset, {"precision": res.extra} if res.extra else None)
+    write_variant(encoder, d, name, attention_op, opset, res.extra or None)
     report = check_graph(d / "model.onnx", d / "bellm.json", strict=False)
     res.graph_check = report.to_dict()
     if not report.ok:
@@ -256,12 +259,12 @@ def _summary(r: VariantResult) -> dict[str, Any]:
 def export_encoder(
     encoder: Encoder,
     output: str | os.PathLike[str],
-    variants: Sequence[str] = ("fp32", "int8"),
-    attention_op: str = "onnx",
-    opset: int = 23,
+    variants: Sequence[str] = tuple(_DEFAULTS.variants),
+    attention_op: str = _DEFAULTS.attention_op,
+    opset: int = _DEFAULTS.opset,
     sts_gate: bool | ScoreFn = True,
     sts_max_pairs: int | None = None,
-    max_spearman_drop: float = 0.5,
+    max_spearman_drop: float = _DEFAULTS.max_spearman_drop,
     card_info: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> ExportResult:
@@ -274,8 +277,9 @@ def export_encoder(
     """
     wanted = normalize_variants(variants)
     check_destination(output, overwrite)
-    if opset < 23:
-        raise InputError("opset must be >= 23: the fused Attention / RotaryEmbedding / RMSNormalization ops need it")
+    if opset < MIN_OPSET:
+        raise InputError(f"opset must be >= {MIN_OPSET}: the fused Attention / RotaryEmbedding / RMSNormalization "
+                         "ops need it")
     start = time.perf_counter()
     results: dict[str, VariantResult] = {}
     with atomic_path(output) as root:
@@ -291,7 +295,7 @@ def export_encoder(
         elapsed = time.perf_counter() - start
         for r in results.values():
             if r.published:
-                c = read_contract(root / r.name)
+                c = read_contract(root / r.name).to_dict()
                 (root / r.name / "README.md").write_text(model_card(c, _card_lines(r), card_info, r.sts))
                 write_sentence_transformers(root / r.name)
         summary = {
@@ -299,6 +303,7 @@ def export_encoder(
             "published": [n for n, r in results.items() if r.published],
             "attention_op": attention_op,
             "opset": opset,
+            "ir_version": read_contract(root / "fp32", verify_model=False).ir_version,
             "sts_gate": "skipped" if sts_gate is False else {"max_drop": max_spearman_drop, "max_pairs": sts_max_pairs},
             "export_seconds": round(elapsed, 2),
             "encoder": encoder.describe(),

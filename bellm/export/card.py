@@ -1,4 +1,4 @@
-"""`bellm.json` (the contract outside consumers read) and the Hub-style model card `README.md` of an export.
+"""The Hub-style model card `README.md` of an exported variant (its `bellm.json` is written by `bellm.contract`).
 
 The card has YAML front matter the Hugging Face Hub understands (`library_name`, `base_model`, `license`,
 `pipeline_tag: sentence-similarity`, `tags`, and a `model-index` with the run's STS results, written with
@@ -13,68 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import onnxruntime as ort
-
-from bellm import __version__
 from bellm.models import hub_id
 from bellm.sts import TASK_LABELS
-
-PADDING_NOTE = (
-    "Pad with any id and attention_mask 0, on either side: padded positions are masked out of attention and "
-    "pooling, and position ids are counted over real tokens, so results are identical."
-)
-TRUNCATION_NOTE = (
-    "Texts whose prompted form exceeds max_length tokens are truncated at the end of the sentence span (the "
-    "prompt is kept whole); see bellm.tokenize.encode_one."
-)
-PROVIDERS = {"fp32": "CPU or CUDA", "fp16": "CUDA (also runs on ORT CPU, slowly)", "int8": "CPU"}
-
-
-def contract(
-    describe: dict[str, Any],
-    variant: str,
-    attention_op: str,
-    opset: int,
-    inputs: list[str],
-    model_sha256: str,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """bellm.json. Stable names (consumers depend on them): prompt, bidirectional_layers, num_layers,
-    pooling, dim, max_length, variant, opset, base_model_sha256, adapter_sha256."""
-    shapes = {name: "int64 (batch, seq)" for name in inputs}
-    return {
-        "format": "bellm-onnx/1",
-        "prompt": describe["prompt"],
-        "bidirectional_layers": describe["bidirectional_layers"],
-        "num_layers": describe["num_layers"],
-        "pooling": describe["pooling"],
-        "dim": describe["dim"],
-        "max_length": describe["max_length"],
-        "variant": variant,
-        "opset": opset,
-        "attention_op": attention_op,
-        "base_model": describe.get("base_model"),
-        "base_model_sha256": describe.get("base_model_sha256"),
-        "adapter_sha256": describe.get("adapter_sha256"),
-        "model_file": "model.onnx",
-        "model_sha256": model_sha256,
-        "tokenizer_file": "tokenizer.json",
-        "inputs": inputs,
-        "input_shapes": shapes,
-        "outputs": ["sentence_embedding"],
-        "output_shape": f"float32 (batch, {describe['dim']})",
-        "normalized": True,
-        "padding": PADDING_NOTE,
-        "truncation": TRUNCATION_NOTE,
-        "span_mask": (
-            "1 on the sentence's tokens inside the prompt (bellm.tokenize.encode_one gives the span)"
-            if "span_mask" in inputs else None
-        ),
-        "providers": PROVIDERS[variant],
-        "exported_with": {"bellm": __version__, "onnxruntime": ort.__version__},
-        **(extra or {}),
-    }
-
 
 # Hub dataset ids of the STS tasks (MTEB's copies; bellm scores SentEval-style "all" sets, see docs/evaluation.md).
 HUB_DATASETS = {
@@ -106,9 +46,11 @@ def data_licence(path: str) -> tuple[str, str]:
 def run_card_info(adapter_dir: str | Path | None = None, run_dir: str | Path | None = None) -> dict[str, Any]:
     """What a card says about training: the adapter's bellm.json (recipe, data files) and, in a run
     directory, metrics.json's trained full-suite result and the run id. Missing files are skipped."""
+    from bellm.contract import read_adapter_descriptor
+
     info: dict[str, Any] = {}
     if adapter_dir is not None and (Path(adapter_dir) / "bellm.json").is_file():
-        meta = json.loads((Path(adapter_dir) / "bellm.json").read_text())
+        meta = read_adapter_descriptor(adapter_dir).to_dict()  # provenance (lora, loss, train, data, ...) inline
         info["recipe"] = {k: meta.get(k) for k in ("lora", "loss", "train", "steps", "selected", "dev_spearman",
                                                    "prompt_name", "seed", "global_batch", "keep_layers")}
         info["data"] = meta.get("data") or []
@@ -218,7 +160,7 @@ the others causal; `{c['pooling']}` pooling of the prompted sentence, L2-normali
 | max_length | {c['max_length']} tokens (prompt included) |
 | dim | {c['dim']} |
 | variant | {c['variant']} ({c['providers']}) |
-| opset / attention op | {c['opset']} / {c['attention_op']} |
+| opset / ONNX IR version / attention op | {c['opset']} / {c.get('ir_version')} / {c['attention_op']} |
 | base model sha256 | `{c['base_model_sha256']}` |
 | adapter sha256 | `{c['adapter_sha256']}` |
 
@@ -239,6 +181,7 @@ from tokenizers import Tokenizer
 cfg = json.load(open("bellm.json"))
 tok = Tokenizer.from_file("tokenizer.json")
 sess = ort.InferenceSession("model.onnx")
+# texts whose prompted form exceeds max_length tokens: apply bellm.json's "truncation" rule first
 encs = [tok.encode(cfg["prompt"].format(text=s)).ids for s in ["A man plays guitar.", "Someone plays music."]]
 S = max(map(len, encs))
 ids = np.array([e + [0] * (S - len(e)) for e in encs], dtype=np.int64)
@@ -247,7 +190,11 @@ feeds = {{"input_ids": ids, "attention_mask": mask}}{span}
 emb = sess.run(["sentence_embedding"], feeds)[0]  # (2, {c['dim']}), unit length: cosine = emb @ emb.T
 ```
 
-{c['padding']} {c['truncation']} With bellm installed, `bellm.runtime.OnnxEncoder(".")` does all this
+{c['padding']}
+
+Truncation (`{c.get('truncation_rule')}`): {c['truncation']}
+
+With bellm installed, `bellm.runtime.OnnxEncoder(".")` does all this
 (dedupe, length-sorted batching, truncation) and imports no torch.
 
 ## Serve it over HTTP

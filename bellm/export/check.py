@@ -15,7 +15,6 @@ Imports only onnx, onnxruntime and numpy (no torch), so it can run where the mod
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -27,10 +26,14 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from bellm.contract import ExportDescriptor, read_export_descriptor
+from bellm.families import attention_namespace
+
 MS_DOMAIN = "com.microsoft"
 FUSED = {("", "Attention"): ("is_causal", 3), (MS_DOMAIN, "MultiHeadAttention"): ("unidirectional", 5)}
 TRIANGULAR_OPS = {"Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Trilu"}
 PROBE_SEQ = 8
+_LAYER_RE = attention_namespace()  # the exporter's name of layer i's attention module
 PROTO_LIMIT = 1_800_000_000  # below the 2 GB protobuf limit: serialise in memory, else via a temp dir
 
 
@@ -82,10 +85,8 @@ def expected_flags(num_layers: int, k: int) -> list[bool]:
 
 
 def _layer_index(node: onnx.NodeProto) -> int | None:
-    import re
-
     ns = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
-    found = re.findall(r"layers\.(\d+)\.self_attn", ns)
+    found = _LAYER_RE.findall(ns)
     return int(found[-1]) if found else None
 
 
@@ -263,29 +264,33 @@ def empirical(model: onnx.ModelProto, layers: list[LayerCheck]) -> str:
     return "ok"
 
 
-def _load_contract(
-    bellm_json: str | os.PathLike[str] | Mapping[str, Any] | None, model_path: Path
-) -> Mapping[str, Any]:
+def _layer_contract(
+    bellm_json: str | os.PathLike[str] | Mapping[str, Any] | ExportDescriptor | None, model_path: Path
+) -> tuple[int, int]:
+    """(num_layers, bidirectional_layers) from the descriptor (read through `bellm.contract`), or a mapping."""
+    if isinstance(bellm_json, ExportDescriptor):
+        return bellm_json.num_layers, bellm_json.bidirectional_layers
     if isinstance(bellm_json, Mapping):
-        return bellm_json
-    path = Path(bellm_json) if bellm_json is not None else model_path.parent / "bellm.json"
-    return json.loads(path.read_text())
+        return int(bellm_json["num_layers"]), int(bellm_json["bidirectional_layers"])
+    where = bellm_json if bellm_json is not None else model_path.parent
+    desc = read_export_descriptor(where, verify_model=False, check_files=False)
+    return desc.num_layers, desc.bidirectional_layers
 
 
 def check_graph(
     model_path: str | os.PathLike[str],
-    bellm_json: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    bellm_json: str | os.PathLike[str] | Mapping[str, Any] | ExportDescriptor | None = None,
     run_empirical: bool = True,
     strict: bool = True,
 ) -> GraphReport:
     """Verify that exactly the last `bidirectional_layers` of `num_layers` attention layers see the future.
 
-    `bellm_json` is a path, the parsed dict, or None for the `bellm.json` beside the model. With `strict`,
+    `bellm_json` is a path, a descriptor, a mapping with those two keys, or None for the `bellm.json` beside
+    the model (`num_layers` counts the layers the encoder runs, after `keep_layers`). With `strict`,
     any problem raises `GraphCheckError`; otherwise read `report.ok` / `report.problems`.
     """
     model_path = Path(model_path)
-    contract = _load_contract(bellm_json, model_path)
-    num_layers, k = int(contract["num_layers"]), int(contract["bidirectional_layers"])
+    num_layers, k = _layer_contract(bellm_json, model_path)
     model = onnx.load(str(model_path))
     report = GraphReport(str(model_path), expected_flags(num_layers, k))
     report.layers = structural(model)

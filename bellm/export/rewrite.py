@@ -9,21 +9,22 @@ supports grouped-query attention natively). `to_ms_mha` swaps each node for ORT'
 kernels are flash / memory-efficient attention.
 
 Every function raises `RewriteError` when the graph is not the expected shape: we never fall back silently.
-Imports only onnx_ir and numpy.
+Imports only onnx_ir, numpy and the torch-free `bellm.families` (which names a layer's attention).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+from bellm.families import attention_namespace
+
 MS_DOMAIN = "com.microsoft"
 ATTENTION_OPS = {("", "Attention"), (MS_DOMAIN, "MultiHeadAttention")}
-_LAYER_RE = re.compile(r"layers\.(\d+)\.self_attn")
+_LAYER_RE = attention_namespace()
 
 
 class RewriteError(RuntimeError):

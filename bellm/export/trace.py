@@ -31,15 +31,13 @@ import torch
 from torch import nn
 
 from bellm.backbone import SentenceEncoderModule, unwrap_decoder
+from bellm.contract import OUTPUT_NAME, inputs_for
 from bellm.masks import visibility
 from bellm.pooling import l2_normalize, pool
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = "sentence_embedding"
 PAD_VISIBILITY = "bellm_padding_visibility"  # temporary output, removed by the rewrite
-INPUT_NAMES = ("input_ids", "attention_mask")
-SPAN_INPUT = "span_mask"
 
 
 class ExportWrapper(nn.Module):
@@ -59,8 +57,8 @@ class ExportWrapper(nn.Module):
 
 
 def input_names(pooling: str) -> list[str]:
-    """Graph inputs: the span mask only exists for `mean_span` pooling (it cannot be derived in-graph)."""
-    return [*INPUT_NAMES, SPAN_INPUT] if pooling == "mean_span" else list(INPUT_NAMES)
+    """Graph inputs, as the contract names them (`bellm.contract.inputs_for`)."""
+    return list(inputs_for(pooling))
 
 
 @contextlib.contextmanager
@@ -100,9 +98,7 @@ def example_inputs(pooling: str, vocab: int) -> tuple[torch.Tensor, ...]:
     mask = torch.ones(3, 8, dtype=torch.long)
     mask[1, 6:] = 0
     mask[2, :2] = 0
-    if pooling == "mean_span":
-        return ids, mask, mask.clone()
-    return ids, mask
+    return (ids, mask, mask.clone()) if len(inputs_for(pooling)) == 3 else (ids, mask)
 
 
 def trace(module: SentenceEncoderModule, dtype: torch.dtype = torch.float32, opset: int = 23) -> ir.Model:

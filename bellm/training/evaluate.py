@@ -12,33 +12,20 @@ from scipy.stats import spearmanr
 from tokenizers import Tokenizer
 
 from bellm.data import Pairs
-from bellm.tokenize import batches_by_length, encode_one, pad_batch, unique_texts
+from bellm.tokenize import embed_texts as shared_embed_texts
+from bellm.tokenize import encode_one
 
 
-@torch.inference_mode()
 def embed_texts(
     module: torch.nn.Module, tok: Tokenizer, template: str, texts: list[str], max_length: int,
-    batch_size: int, device: torch.device,
+    batch_size: int, device: torch.device | None = None,
 ) -> np.ndarray:
-    """(N, H) L2-normalised embeddings in input order, module in eval mode (dropout off)."""
-    uniq, inverse = unique_texts(texts)
-    encs = [encode_one(tok, template, t, max_length) for t in uniq]
-    out: np.ndarray | None = None
-    was_training = module.training
-    module.eval()
-    try:
-        for idx in batches_by_length(encs, batch_size):
-            ids, mask, span = pad_batch([encs[i] for i in idx])
-            emb = module(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device),
-                         torch.from_numpy(span).to(device))  # (b,H)
-            emb = torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
-            if out is None:
-                out = np.zeros((len(uniq), emb.shape[1]), dtype=np.float32)
-            out[idx] = emb
-    finally:
-        module.train(was_training)
-    assert out is not None
-    return out[inverse]
+    """(N, H) L2-normalised embeddings in input order, module in eval mode (dropout off) during the forward."""
+    from bellm.encoder import module_runner
+
+    emb, _ = shared_embed_texts(texts, lambda t: encode_one(tok, template, t, max_length), module_runner(module),
+                                0, batch_size)
+    return emb
 
 
 def dev_spearman(

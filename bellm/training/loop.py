@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bellm.config import RunConfig
+from bellm.contract import AdapterDescriptor
 from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
 from bellm.errors import InputError
@@ -32,7 +33,6 @@ from bellm.io import atomic_path, sha256_text, write_json_atomic, write_text_ato
 from bellm.locks import file_lock
 from bellm.losses import pair_objective, triplet_objective
 from bellm.models import resolve_source
-from bellm.prompts import resolve_prompt
 from bellm.training import checkpoint as ckpt
 from bellm.training import distributed as D
 from bellm.training.batches import (
@@ -130,7 +130,7 @@ class Trainer:
         seed_everything(t.seed)
         self.res = resolve_source(cfg.model.source)
         self.tok = hf_backend_tokenizer(self.res.path)
-        self.template = resolve_prompt(cfg.encoder.prompt)
+        self.template = cfg.encoder.template
         self.data = load_train_data(cfg.data)
         self.gb = global_batch(cfg, info.world_size)
         check_batch_fits(self.data, self.gb)
@@ -259,11 +259,10 @@ class Trainer:
 
     # ---- evaluation and outputs ----------------------------------------------------------------------
 
-    def metadata(self, **extra: Any) -> dict[str, Any]:
-        meta = adapter_metadata(self.cfg, self.res, self.module, self.data.files, extra)
-        meta["global_batch"] = self.gb
-        meta["dev_pairs"] = self.cfg.data.dev_pairs if self.dev is not None else None
-        return meta
+    def metadata(self, **extra: Any) -> AdapterDescriptor:
+        dev = self.cfg.data.dev_pairs if self.dev is not None else None
+        return adapter_metadata(self.cfg, self.res, self.module, self.data.files,
+                                {"global_batch": self.gb, "dev_pairs": dev, **extra})
 
     def evaluate(self) -> float | None:
         score = None

@@ -20,10 +20,12 @@ import torch
 
 from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decoder, unwrap_decoder
 from bellm.config import RunConfig
+from bellm.contract import AdapterDescriptor, read_adapter_descriptor, write_descriptor
 from bellm.errors import InputError
+from bellm.families import family_of
 from bellm.io import atomic_path
-from bellm.models import ResolvedModel, load_model, resolve_source
-from bellm.prompts import resolve_prompt
+from bellm.models import ResolvedModel, load_model
+from bellm.prompts import PROMPTS
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-METADATA = "bellm.json"
-FORMAT = "bellm-adapter/1"
 FORBIDDEN_TARGETS = ("embed_tokens", "lm_head")
 
 
@@ -41,13 +41,14 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     """Base decoder (frozen) + LoRA adapters → SentenceEncoderModule in train mode, and the PeftModel."""
     from peft import LoraConfig, get_peft_model
 
-    bad = [t for t in cfg.lora.target_modules if t in FORBIDDEN_TARGETS]
-    if bad:
-        raise InputError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
     decoder = load_model(
         res, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation, causal_lm=False
     )
     truncate_decoder(decoder, cfg.encoder.keep_layers)
+    targets = list(cfg.lora.target_modules or family_of(decoder.config).lora_targets)
+    bad = [t for t in targets if t in FORBIDDEN_TARGETS]
+    if bad:
+        raise InputError(f"lora.target_modules must not include {bad}: only the decoder's linear layers are adapted")
     if cfg.train.gradient_checkpointing:
         kwargs = {"use_reentrant": False}  # non-reentrant: frozen inputs need no requires_grad hack
         if hasattr(decoder, "activation_checkpointing_enable"):  # transformers >= 5.x name
@@ -64,7 +65,7 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
-        target_modules=list(cfg.lora.target_modules),
+        target_modules=targets,
         bias="none",
     )
     peft_model = get_peft_model(decoder, lora)
@@ -93,39 +94,41 @@ def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
 def adapter_metadata(
     cfg: RunConfig, res: ResolvedModel, module: SentenceEncoderModule, files: list[dict[str, Any]],
     extra: dict[str, Any],
-) -> dict[str, Any]:
-    """The `bellm.json` record: how to rebuild the encoder and what produced the weights."""
+) -> AdapterDescriptor:
+    """The adapter's `bellm.json` record: how to rebuild the encoder and what produced the weights."""
     backbone = module.backbone
-    return {
-        "format": FORMAT,
-        "base_model": res.source,
-        "base_model_path": res.path,
-        "base_model_kind": res.kind,
-        "base_model_sha256": res.sha256,
-        "bidirectional_layers": backbone.k,
-        "num_layers": backbone.num_layers,
-        "keep_layers": cfg.encoder.keep_layers,
-        "pooling": module.pooling,
-        "prompt": resolve_prompt(cfg.encoder.prompt),
-        "prompt_name": cfg.encoder.prompt,
-        "max_length": cfg.encoder.max_length,
-        "dim": int(backbone.config.hidden_size),
-        "lora": cfg.lora.model_dump(),
-        "loss": cfg.loss.model_dump(),
-        "train": cfg.train.model_dump(),
-        "bellm_version": bellm_version(),
-        "data": files,
-        "seed": cfg.train.seed,
-        **extra,
-    }
+    return AdapterDescriptor(
+        base_model=res.source,
+        base_model_path=res.path,
+        base_model_kind=res.kind,
+        base_model_sha256=res.sha256,
+        bidirectional_layers=backbone.k,
+        num_layers=backbone.num_layers,
+        keep_layers=cfg.encoder.keep_layers,
+        pooling=module.pooling,
+        prompt=cfg.encoder.template,
+        prompt_name=cfg.encoder.prompt if cfg.encoder.prompt in PROMPTS else None,
+        max_length=cfg.encoder.max_length,
+        dim=int(backbone.config.hidden_size),
+        bellm_version=bellm_version(),
+        provenance={
+            "lora": cfg.lora.model_dump(mode="json"),
+            "loss": cfg.loss.model_dump(mode="json"),
+            "train": cfg.train.model_dump(mode="json"),
+            "data": files,
+            "seed": cfg.train.seed,
+            **extra,
+        },
+    )
 
 
-def save_adapter(dest: Path, peft_model: PeftModel, metadata: dict[str, Any]) -> Path:
+def save_adapter(dest: Path, peft_model: PeftModel, descriptor: AdapterDescriptor) -> Path:
     """Write the PEFT adapter + bellm.json into `dest` in one atomic rename."""
     with atomic_path(dest) as tmp:
         peft_model.save_pretrained(str(tmp), safe_serialization=True)
-        declare_base_model(tmp, metadata["base_model"])
-        (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        write_descriptor(tmp, descriptor)
+        if descriptor.base_model:
+            declare_base_model(tmp, descriptor.base_model)
         for f in tmp.iterdir():
             f.chmod(0o644)  # safetensors writes 0600; the exporter or a server may run as another user
     return dest
@@ -152,11 +155,9 @@ def declare_base_model(adapter_dir: Path, source: str) -> None:
         card.save(readme)
 
 
-def read_metadata(adapter_dir: str | Path) -> dict[str, Any]:
-    path = Path(adapter_dir) / METADATA
-    if not path.is_file():
-        raise InputError(f"{adapter_dir}: no {METADATA}; not a bellm adapter directory")
-    return json.loads(path.read_text())
+def read_metadata(adapter_dir: str | Path) -> AdapterDescriptor:
+    """The adapter's descriptor (`bellm.contract.read_adapter_descriptor`)."""
+    return read_adapter_descriptor(adapter_dir)
 
 
 def load_trained_encoder(
@@ -169,25 +170,4 @@ def load_trained_encoder(
     """
     from bellm.encoder import load_encoder
 
-    meta = read_metadata(adapter_dir)
-    source = meta["base_model"]
-    try:
-        res = resolve_source(source)
-    except ValueError:
-        source = meta["base_model_path"]
-        res = resolve_source(source)
-    if check_sha256 and res.sha256 != meta["base_model_sha256"]:
-        raise InputError(
-            f"{adapter_dir}: base model {source!r} has sha256 {res.sha256[:12]}…, but the adapter was trained on "
-            f"{meta['base_model_sha256'][:12]}…"
-        )
-    return load_encoder(
-        source,
-        bidirectional_layers=meta["bidirectional_layers"],
-        pooling=meta["pooling"],
-        prompt=meta["prompt"],
-        max_length=meta["max_length"],
-        adapter=adapter_dir,
-        device=device,
-        keep_layers=meta.get("keep_layers"),
-    )
+    return load_encoder(None, adapter=adapter_dir, device=device, check_sha256=check_sha256)
