@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bellm.config import RunConfig, build_config
 from bellm.errors import InputError
-from bellm.io import sha256_text, write_json_atomic, write_text_atomic
+from bellm.io import sha256_file, sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR
 
 log = logging.getLogger(__name__)
@@ -96,15 +96,17 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
     return cfg
 
 
-def trial_key(cfg: RunConfig) -> str:
-    """What determines a trial's outcome (progress bars and thread counts excluded)."""
+def trial_key(cfg: RunConfig, extra_files: Sequence[str] = ()) -> str:
+    """What determines a trial's outcome: the training fingerprint (settings + training files' contents) and
+    the contents of the selection files. Progress bars and thread counts are excluded."""
     from bellm.training.loop import config_fingerprint
 
-    return config_fingerprint(cfg)
+    files = [*cfg.data.train_pairs, *cfg.data.train_triplets, cfg.data.dev_pairs, *extra_files]
+    return config_fingerprint(cfg, [sha256_file(f) if Path(f).is_file() else f for f in files])
 
 
-def trial_dir(root: Path, name: str, cfg: RunConfig) -> Path:
-    return root / f"{name}-{trial_key(cfg)}"
+def trial_dir(root: Path, name: str, cfg: RunConfig, extra_files: Sequence[str] = ()) -> Path:
+    return root / f"{name}-{trial_key(cfg, extra_files)}"
 
 
 def learning_curve(log_path: Path) -> list[dict[str, float]]:
@@ -126,7 +128,7 @@ def loss_curve(log_path: Path) -> list[tuple[int, float]]:
 def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) one trial and score its selected adapter on every selection set; cached."""
     cfg = trial_config(spec, name)
-    out = trial_dir(root, name, cfg)
+    out = trial_dir(root, name, cfg, spec.extra_dev)
     done = out / RESULT
     if done.is_file():
         return json.loads(done.read_text(encoding="utf-8"))
@@ -140,7 +142,7 @@ def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> 
         selection[_set_name(path)] = score_file(encoder, path, cfg.eval.batch_size, spec.final_max_pairs)
     result = {
         "name": name,
-        "key": trial_key(cfg),
+        "key": out.name.rsplit("-", 1)[1],
         "overrides": spec.trials[name],
         "steps": res.steps,
         "best_step": res.best_step,

@@ -145,17 +145,17 @@ def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> No
     """A code fix, an edited eval file or another dtype must never be answered from a cached result."""
     import tasks.evaluate as ev
     import tasks.train as tr
-    from bellm.config import build_config
+    from bellm.config import EncoderConfig, build_config
 
     cfg = build_config("quick")
     key = tr.train_key(cfg, {"a": "1"}, "base")
-    spec = {"kind": "torch", "source": "m", "adapter": None, "bidirectional_layers": 2, "pooling": "last",
-            "prompt": "prompteol", "max_length": 64, "dtype": "float32"}
     pairs = tmp_path / "mine.tsv"
     pairs.write_text("score\tsentence1\tsentence2\n1\ta\tb\n2\tc\td\n")
-    params = {"spec": spec, "suite": [str(pairs)], "max_pairs": None, "model_key": "k"}
+    params = {"encoder": EncoderConfig(source="m"), "adapter": None, "dtype": "float32", "suite": [str(pairs)],
+              "max_pairs": None, "model_key": "k"}
     ekey = ev._eval_key(None, params)
-    assert ev._eval_key(None, {**params, "spec": {**spec, "dtype": "bfloat16"}}) != ekey
+    assert ev._eval_key(None, {**params, "dtype": "bfloat16"}) != ekey
+    assert ev._eval_key(None, {**params, "encoder": EncoderConfig(source="m", pooling="mean")}) != ekey
     pairs.write_text("score\tsentence1\tsentence2\n1\ta\tb\n5\tc\td\n")
     assert ev._eval_key(None, params) != ekey
     ekey = ev._eval_key(None, params)

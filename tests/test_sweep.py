@@ -88,3 +88,17 @@ def test_sweep_resumes_after_kill_without_recomputing(tiny_model_dir: Path, tmp_
     assert second["steps"] == 2 and second["curve"] and second["selection"]["stsb_dev"] is not None
     out = tmp_path / "out"
     assert (out / "sweep.png").stat().st_size > 0 and "second" in (out / "sweep.csv").read_text()
+
+
+def test_trial_key_follows_file_contents(tmp_path: Path) -> None:
+    """A trial is cached by what determines it: editing a training or selection file gives a new trial."""
+    from bellm.sweep import trial_key
+
+    pairs = tmp_path / "train.tsv"
+    pairs.write_text("score\tsentence1\tsentence2\n1.0\ta\tb\n")
+    spec = SweepSpec(trials={"a": {"data.train_pairs": [str(pairs)]}})
+    cfg = trial_config(spec, "a")
+    before = trial_key(cfg, spec.extra_dev)
+    assert trial_key(cfg, spec.extra_dev) == before
+    pairs.write_text("score\tsentence1\tsentence2\n2.0\ta\tb\n")
+    assert trial_key(cfg, spec.extra_dev) != before
