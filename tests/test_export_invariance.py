@@ -35,7 +35,7 @@ def dynamic_int8(out: Path, dest: Path) -> OnnxEncoder:
     for name in ("tokenizer.json", "bellm.json"):
         (dest / name).write_bytes((out / "fp32" / name).read_bytes())
     quantize_dynamic_int8(out / "fp32" / "model.onnx", dest / "model.onnx")
-    return OnnxEncoder(dest)
+    return OnnxEncoder(dest, verify_model=False)  # the copied bellm.json names the fp32 model's sha256
 
 
 def test_dynamic_int8_fails_the_gate(tiny_export, tmp_path: Path) -> None:
