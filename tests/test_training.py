@@ -277,6 +277,24 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lr_factor(9, 4, 10, "constant") == 1.0
 
 
+def test_adapter_config_names_the_declared_source_not_a_local_path(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """PEFT writes the directory the weights came from; the adapter must name the source the user declared."""
+    from bellm.models import resolve_source
+    from bellm.training.model import adapter_metadata, build_lora_module, save_adapter
+
+    declared = tmp_path / "declared-model"
+    declared.symlink_to(tiny_model_dir)  # resolves to another path, as the embedded name resolves to a cache dir
+    res = resolve_source(str(declared))
+    assert res.path != str(declared)
+    cfg = tiny_cfg(declared)
+    module, peft_model = build_lora_module(cfg, res)
+    out = save_adapter(tmp_path / "adapter", peft_model, adapter_metadata(cfg, res, module, [], {}))
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(declared)
+    readme = (out / "README.md").read_text()
+    assert res.path not in readme and "base_model:" not in readme.split("---")[1]  # no local path in the card
+
+
 # ---- a training directory is never shared, diverged or stale -------------------------------------------
 
 

@@ -52,6 +52,7 @@ def export(
     """Export to ONNX: graph check (last k layers bidirectional), PyTorch parity, variant gates, then publish."""
     with user_errors():
         from bellm.export.api import ATTENTION_OPS, check_destination, export_encoder, normalize_variants
+        from bellm.export.card import run_card_info
         from bellm.export.check import GraphCheckError
         from bellm.export.parity import ParityError
 
@@ -62,7 +63,8 @@ def export(
         enc = encoder.load()
         try:
             result = export_encoder(enc, output, wanted, attention_op=attention_op, opset=opset, sts_gate=sts_gate,
-                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop, overwrite=overwrite)
+                                    sts_max_pairs=sts_max_pairs, max_spearman_drop=max_drop, overwrite=overwrite,
+                                    card_info=run_card_info(encoder.adapter))
         except (ParityError, GraphCheckError) as e:
             typer.secho(f"export failed, nothing published: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None

@@ -5,7 +5,9 @@ Layout (each variant directory is self-contained: a consumer needs only onnxrunt
     OUTPUT/export.json             what was built, gate results, rejected variants and why
     OUTPUT/README.md               index of the variants
     OUTPUT/<variant>/model.onnx    (+ model.onnx.data beyond 2 GB)
-    OUTPUT/<variant>/tokenizer.json, bellm.json, README.md
+    OUTPUT/<variant>/tokenizer.json, bellm.json, README.md (Hub model card)
+    OUTPUT/<variant>/modules.json, config_sentence_transformers.json, bellm_st.py, bellm_tokenize.py
+                                   (sentence-transformers: `SentenceTransformer(dir, trust_remote_code=True)`)
 
 Everything is built in a temporary directory next to OUTPUT and renamed over it only when the fp32 graph
 check and parity gate pass (`bellm.io.atomic_path`): a failure publishes nothing. A variant that fails
@@ -43,6 +45,7 @@ from bellm.export.parity import (
     stsb_scorer,
 )
 from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
+from bellm.export.st import write_sentence_transformers
 from bellm.export.trace import PAD_VISIBILITY, quiet_exporter, trace
 from bellm.export.variants import EXTERNAL_DATA_BYTES, quantize_int8
 from bellm.io import atomic_path, sha256_file, write_json_atomic
@@ -262,6 +265,7 @@ def export_encoder(
     sts_gate: bool | ScoreFn = True,
     sts_max_pairs: int | None = None,
     max_spearman_drop: float = _DEFAULTS.max_spearman_drop,
+    card_info: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> ExportResult:
     """Export, check, gate and atomically publish `encoder` to OUTPUT (see the module docstring).
@@ -269,6 +273,7 @@ def export_encoder(
     `sts_gate`: True = STS-B test Spearman through `bellm.evaluation`, False = skip (recorded), or a
     callable(encoder-like) -> Spearman x100. Raises `ParityError` / `GraphCheckError` when fp32 fails, and
     `ExportDestinationError` (before any work) when OUTPUT holds other files and `overwrite` is False.
+    `card_info` (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
     """
     wanted = normalize_variants(variants)
     check_destination(output, overwrite)
@@ -291,7 +296,8 @@ def export_encoder(
         for r in results.values():
             if r.published:
                 c = read_contract(root / r.name).to_dict()
-                (root / r.name / "README.md").write_text(model_card(c, _card_lines(r)))
+                (root / r.name / "README.md").write_text(model_card(c, _card_lines(r), card_info, r.sts))
+                write_sentence_transformers(root / r.name)
         summary = {
             "variants": {n: _summary(r) for n, r in results.items()},
             "published": [n for n, r in results.items() if r.published],

@@ -4,7 +4,8 @@ Endpoints:
 * `POST /v1/embeddings` — OpenAI request/response (`input` str or list, `encoding_format` float|base64,
   `usage` token counts); bellm adds `truncated` (indices of inputs cut to max_length) and accepts `truncate`.
 * `POST /embed` — Text Embeddings Inference style: `inputs` str or list, `normalize`, `truncate`; returns
-  a list of vectors.
+  a list of vectors. In both APIs `truncate` defaults to the server's `--truncate` (on, unlike TEI's default):
+  a text past max_length tokens is cut at the end of the sentence (the prompt stays whole) and reported.
 * `GET /health`, `GET /info` (the model's bellm.json + the server's limits), `GET /metrics` (Prometheus).
 
 Errors are JSON, never a crash: 413 (too many inputs, too long a text, over-long text with truncate=false),
@@ -41,6 +42,7 @@ from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown
 from bellm.serve.metrics import Metrics
 from bellm.tokenize import Encoded, encode_one, unique_texts
 
+INLINE_CHARS = 2000  # requests up to this many characters are tokenised on the event loop itself
 ENDPOINTS = ("/v1/embeddings", "/embed", "/health", "/info", "/metrics")
 
 
@@ -127,7 +129,11 @@ class EmbeddingService:
             if len(t) > cfg.max_chars:
                 raise self._reject("max_chars", 413, f"{param}[{i}] has {len(t)} characters; the limit is "
                                    f"{cfg.max_chars}", param, "payload_too_large")
-        encs, inverse = await run_in_threadpool(self._tokenize, texts)
+        with self.batcher.arriving():
+            if sum(map(len, texts)) <= INLINE_CHARS:  # cheaper than a thread hop
+                encs, inverse = self._tokenize(texts)
+            else:
+                encs, inverse = await run_in_threadpool(self._tokenize, texts)
         cut = [int(i) for i, j in enumerate(inverse) if encs[j].truncated]
         if cut and not (cfg.truncate if truncate is None else truncate):
             raise self._reject("too_long", 413, f"{param}[{cut[0]}] is longer than max_length="

@@ -1,12 +1,16 @@
 """Dynamic batching: the texts of concurrent requests are queued and run through the model together.
 
 Each request's (already tokenised) texts join one FIFO queue. A collector takes up to `max_batch_size`
-texts once the batch is full or its oldest text has waited `max_wait_s`, sorts them longest-first (as
+texts as soon as the model is free, waiting (at most `max_wait_s` for the oldest text) only while other
+requests are still being tokenised (`arriving`): a lone client pays no wait, a burst of concurrent requests
+shares one forward pass. The batch is sorted longest-first (as
 `OnnxEncoder.encode` does), splits them where the padded size would pass `max_batch_tokens`, and runs them
 on one worker thread (onnxruntime releases the GIL, so the event loop keeps accepting requests meanwhile).
 Results go back to each request's future in its own order. The model is padding-invariant (padded
 positions are masked out of attention and pooling), so a text's embedding does not depend on its batch
-mates: a served result equals `OnnxEncoder.encode` of that request alone (tests check ≤ 1e-5).
+mates: a served result equals `OnnxEncoder.encode` of that request alone (tests check ≤ 1e-5). Exception:
+int8 exports quantise activations per batch (dynamic quantisation), so there a text's embedding moves
+slightly with its batch mates (cosine ≥ 0.99 to encoding it alone), as it does inside `encode` itself.
 
 `close()` stops accepting and drains what is queued before returning (graceful shutdown).
 """
@@ -14,9 +18,10 @@ mates: a served result equals `OnnxEncoder.encode` of that request alone (tests 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -82,6 +87,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
+        self._arriving = 0
 
     # -- lifecycle
     def start(self) -> None:
@@ -113,6 +119,17 @@ class Batcher:
         return len(self._pending)
 
     # -- submitting
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request that is being tokenised: the collector may wait (≤ max_wait) to batch it with others."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            if self._wakeup is not None:
+                self._wakeup.set()
+
     async def submit(self, encs: Sequence[Encoded]) -> np.ndarray:
         """Embeddings (N, dim) float32 of `encs`, in their order, computed in shared batches."""
         if self._closing or self._task is None:
@@ -162,7 +179,7 @@ class Batcher:
                 await self._wait(None)
                 continue
             oldest = self._pending[0][0].enqueued
-            while len(self._pending) < self.max_batch_size and not self._closing:
+            while len(self._pending) < self.max_batch_size and self._arriving > 0 and not self._closing:
                 left = oldest + self.max_wait_s - time.monotonic()
                 if left <= 0:
                     break

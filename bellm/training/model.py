@@ -11,6 +11,7 @@ encoder (base model + sha256, k, pooling, prompt, max length) and where the weig
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,9 +127,32 @@ def save_adapter(dest: Path, peft_model: PeftModel, descriptor: AdapterDescripto
     with atomic_path(dest) as tmp:
         peft_model.save_pretrained(str(tmp), safe_serialization=True)
         write_descriptor(tmp, descriptor)
+        if descriptor.base_model:
+            declare_base_model(tmp, descriptor.base_model)
         for f in tmp.iterdir():
             f.chmod(0o644)  # safetensors writes 0600; the exporter or a server may run as another user
     return dest
+
+
+def declare_base_model(adapter_dir: Path, source: str) -> None:
+    """PEFT records the directory the base weights were loaded from (for the embedded model, a path into one
+    machine's cache). Name the declared source instead in adapter_config.json, and its Hub id (or nothing)
+    in PEFT's README front matter, so the adapter means the same thing on any machine."""
+    from huggingface_hub import ModelCard
+
+    from bellm.models import hub_id
+
+    cfg_path = adapter_dir / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = source
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    readme = adapter_dir / "README.md"
+    if readme.is_file():
+        card, hub = ModelCard.load(readme), hub_id(source)
+        card.data.base_model = hub
+        tags = [t for t in card.data.tags or [] if not t.startswith("base_model:")]  # PEFT tags the path too
+        card.data.tags = tags + ([f"base_model:adapter:{hub}"] if hub else [])
+        card.save(readme)
 
 
 def read_metadata(adapter_dir: str | Path) -> AdapterDescriptor:

@@ -1,0 +1,168 @@
+"""`bellm serve` throughput and latency next to in-process `OnnxEncoder.encode` on the same sentences.
+
+A real `bellm serve` process (its own interpreter, so clients and server do not share a GIL) is started on
+a free loopback port; C concurrent clients (httpx, asyncio) each send one-sentence `POST /v1/embeddings`
+requests until every sentence was sent once. Reported per C: sentences/s, request latency p50/p99, mean
+batch size (from /metrics), and the largest difference to the in-process embeddings (a correctness check).
+In-process reference, same ORT thread count: `encode(all, batch_size=max_batch_size)` throughput and
+single-sentence `encode([s])` latency p50/p99.
+
+Targets (issue #13): served throughput at 16 clients >= 85% of in-process; p99 at 1 client <= 1.2x the
+in-process single-sentence latency. Take numbers on a quiet machine only.
+
+    .venv/bin/python bench/serve.py artifacts/runs/<id>/onnx/fp32 [--threads 2] [--clients 1,4,16]
+        [--sentences 512] [--max-wait-ms 2] [--max-batch-size 32] [--out bench/results/serve.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bellm.runtime import OnnxEncoder  # noqa: E402
+from bench.common import sts_sentences  # noqa: E402
+
+
+def percentiles(xs: list[float]) -> dict[str, float]:
+    a = np.asarray(xs) * 1000
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2)}
+
+
+def in_process(path: str, texts: list[str], threads: int, batch_size: int) -> tuple[dict, np.ndarray]:
+    enc = OnnxEncoder(path, threads=threads)
+    enc.encode(texts[:batch_size], batch_size=batch_size)  # warm-up
+    t = time.perf_counter()
+    emb = enc.encode(texts, batch_size=batch_size)
+    total = time.perf_counter() - t
+    lat = []
+    for s in texts:
+        t0 = time.perf_counter()
+        enc.encode([s])
+        lat.append(time.perf_counter() - t0)
+    return {"sentences_per_s": round(len(texts) / total, 1), "single": percentiles(lat)}, emb
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    lines = httpx.get(url + "/metrics").text.splitlines()
+    val = {ln.split()[0]: float(ln.split()[1]) for ln in lines if ln.startswith("bellm_batch_size_")}
+    return val.get("bellm_batch_size_count", 0.0), val.get("bellm_batch_size_sum", 0.0)
+
+
+async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[float], np.ndarray]:
+    """Every text sent once, by `clients` concurrent one-sentence clients. (wall s, latencies, embeddings)."""
+    rows: dict[int, list[float]] = {}
+    lat: list[float] = []
+    todo = iter(range(len(texts)))
+
+    async def client(c: httpx.AsyncClient) -> None:
+        for i in todo:  # the shared iterator hands each index to exactly one client
+            t0 = time.perf_counter()
+            r = await c.post("/v1/embeddings", json={"input": texts[i]})
+            lat.append(time.perf_counter() - t0)
+            r.raise_for_status()
+            rows[i] = r.json()["data"][0]["embedding"]
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as c:
+        await c.post("/v1/embeddings", json={"input": "warm-up"})
+        t = time.perf_counter()
+        await asyncio.gather(*(client(c) for _ in range(clients)))
+        wall = time.perf_counter() - t
+    out = np.array([rows[i] for i in range(len(texts))], dtype=np.float32)
+    return wall, lat, out
+
+
+def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", "from bellm.cli import main; main()", "serve", path, "--port", str(port),
+           "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms),
+           "--max-batch-size", str(args.max_batch_size), "--max-queue", "100000", "--log-level", "warning"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"bellm serve exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise TimeoutError("server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("export", help="an ONNX variant directory (or export root)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--sentences", type=int, default=512)
+    ap.add_argument("--max-wait-ms", type=float, default=2.0)
+    ap.add_argument("--max-batch-size", type=int, default=32)
+    ap.add_argument("--port", type=int, default=0, help="0: a free port")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+
+    texts = sts_sentences(args.sentences)
+    ref, ref_emb = in_process(args.export, texts, args.threads, args.max_batch_size)
+    print(f"in-process: {ref['sentences_per_s']} sentences/s (batch {args.max_batch_size}); single-sentence "
+          f"latency p50 {ref['single']['p50_ms']} ms, p99 {ref['single']['p99_ms']} ms", flush=True)
+    port = args.port
+    if port == 0:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    proc = start_server(args.export, port, args)
+    url = f"http://127.0.0.1:{port}"
+    served = {}
+    try:
+        for c in (int(x) for x in args.clients.split(",")):
+            n0, s0 = batch_stats(url)
+            wall, lat, emb = asyncio.run(load(url, texts, c))
+            n1, s1 = batch_stats(url)
+            served[c] = {
+                "sentences_per_s": round(len(texts) / wall, 1),
+                **percentiles(lat),
+                "mean_batch": round((s1 - s0) / max(n1 - n0, 1), 2),
+                "vs_in_process": round(len(texts) / wall / ref["sentences_per_s"], 3),
+                "max_abs_diff": float(np.abs(emb - ref_emb).max()),
+            }
+            print(f"{c:>3} clients: {served[c]}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    result = {
+        "export": args.export, "sentences": len(texts), "threads": args.threads, "max_wait_ms": args.max_wait_ms,
+        "max_batch_size": args.max_batch_size, "in_process": ref, "served": served,
+        "p99_1_client_vs_single_p99": (round(served[1]["p99_ms"] / ref["single"]["p99_ms"], 3)
+                                       if 1 in served else None),
+        "p99_1_client_vs_single_p50": (round(served[1]["p99_ms"] / ref["single"]["p50_ms"], 3)
+                                       if 1 in served else None),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "loadavg_1m": os.getloadavg()[0]},
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    assert all(v["max_abs_diff"] <= 1e-5 for v in served.values()), "served embeddings differ from encode"
+
+
+if __name__ == "__main__":
+    main()
