@@ -84,6 +84,8 @@ def _ablate_cmd(tiny: Path, arts: Path) -> list[str]:
         "--set",
         "lora.layers=null",
         "--set",
+        "encoder.keep_layers=null",
+        "--set",
         "train.checkpoint_every=1",
     ]
 

@@ -29,6 +29,7 @@ def tiny_overrides(tiny_model_dir: Path, artifacts: Path, **extra: Any) -> dict[
         "train.max_steps": 2,
         "train.warmup_steps": 0,
         "lora.layers": None,
+        "encoder.keep_layers": None,  # the quick profile keeps 28 layers of the embedded model; the tiny one has 4
         "train.batch_size": 4,
         "eval.baseline": False,
         "eval.gates.min_task": {},  # a tiny random model cannot pass the quick profile's STS gate

@@ -103,6 +103,7 @@ def _sweep_cmd(tiny: Path, arts: Path, *runner: str) -> list[str]:
         "train.batch_size": 4,
         "train.warmup_steps": 0,
         "lora.layers": None,
+        "encoder.keep_layers": None,
         "train.checkpoint_every": 1,
     }
     cmd = [str(Path(sys.executable).parent / "bellm"), "ablate", "--ks", "0,1", "--poolings", "mean"]

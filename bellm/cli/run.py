@@ -18,6 +18,8 @@ def prefect_env() -> None:
     os.environ.setdefault("PREFECT_HOME", str(bellm_home() / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Prefect's ephemeral server gets 20 s to start by default; a loaded 2-core machine needs more.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 @app.command("run")
