@@ -392,3 +392,29 @@ def test_truncated_model_trains_and_reloads_the_same(tiny_model_dir: Path, tmp_p
     set_peft_model_state_dict(peft_model, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
     ref = embed_texts(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8, torch.device("cpu"))
     assert np.abs(enc.encode(texts) - ref).max() < 1e-4
+
+
+def test_adapter_bytes_do_not_depend_on_the_process(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The same weights saved by two processes (different hash seeds) give the same adapter sha256, so the
+    embedding cache and the train cache hit across processes. PEFT writes target_modules in set order."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from pathlib import Path; from bellm.config import build_config;"
+        "from bellm.models import resolve_source; from bellm.io import sha256_dir;"
+        "from bellm.training.model import build_lora_module, declare_base_model;"
+        "cfg = build_config('smoke', {'model': {'source': sys.argv[1]}});"
+        "torch.manual_seed(0); _, peft = build_lora_module(cfg, resolve_source(sys.argv[1]));"
+        "out = Path(sys.argv[2]); peft.save_pretrained(str(out)); declare_base_model(out, sys.argv[1]);"
+        "print(sha256_dir(out))"
+    )
+    shas = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir), str(tmp_path / seed)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        shas.add(out.stdout.strip().splitlines()[-1])
+    assert len(shas) == 1

@@ -145,6 +145,8 @@ def declare_base_model(adapter_dir: Path, source: str) -> None:
     cfg_path = adapter_dir / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = source
+    if isinstance(cfg.get("target_modules"), list):  # PEFT writes a set in hash order: one sha256 per process
+        cfg["target_modules"] = sorted(cfg["target_modules"])
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     readme = adapter_dir / "README.md"
     if readme.is_file():
