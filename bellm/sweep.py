@@ -12,8 +12,6 @@ Pure functions for the table and plot; `run_trial` is the only one with side eff
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import re
@@ -23,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bellm.ablation import to_csv, to_markdown
 from bellm.config import RunConfig, build_config
 from bellm.errors import InputError
 from bellm.io import sha256_file, sha256_text, write_json_atomic, write_text_atomic
@@ -181,25 +180,6 @@ def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     first = next(iter(rows[0]), None) if rows else None
     key = next((k for k in (rows[0] if rows else {}) if k.startswith("dev:")), first)
     return sorted(rows, key=lambda x: -(x.get(key) or float("-inf")))
-
-
-def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        return "(no finished trials)\n"
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return buf.getvalue()
 
 
 def plot(results: Sequence[Mapping[str, Any]], dest: Path) -> Path:

@@ -53,6 +53,7 @@ def test_learning_curve_and_table(tmp_path: Path) -> None:
     rows = table_rows(res)
     assert [r["trial"] for r in rows] == ["b", "a"]
     assert "| b |" in to_markdown(rows) and to_csv(rows).startswith("trial,overrides,dev:stsb_dev")
+    assert "a\\|b" in to_markdown([{"trial": "a|b"}])  # a pipe in a cell does not split the table
 
 
 def test_sweep_resumes_after_kill_without_recomputing(tiny_model_dir: Path, tmp_path: Path) -> None:
