@@ -138,7 +138,7 @@ class ExportDescriptor(EncoderFields):
     normalized: bool = True
     truncation_rule: str = TRUNCATION_RULE
     exported_with: dict[str, Any] = field(default_factory=dict)
-    precision: dict[str, Any] | None = None  # int8: which layers stay fp32, and why
+    precision: dict[str, Any] | None = None  # int8: how it was quantised (MatMulNBits bits, block, accuracy)
 
     def to_dict(self) -> dict[str, Any]:
         out = _header(self.KIND)

@@ -113,3 +113,18 @@ def build_masks(
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only (B,S), so left padding does not shift RoPE positions."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def left_align_order(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B,S) gather indices that move each row's real tokens to the front, in order, and its pads after.
+
+    The exported graph applies this first, so every padding layout (left, right, any pad id) reaches the
+    kernels as the same layout: real tokens at positions 0..n-1. Float reductions then see the real tokens at
+    the same offsets whatever the caller's padding, which keeps low-precision variants (whose activation
+    rounding amplifies 1e-7 differences) bit-for-bit batch and padding invariant. Keys are unique, so the
+    sort's stability does not matter.
+    """
+    seq = attention_mask.shape[1]
+    pos = torch.arange(seq, device=attention_mask.device).unsqueeze(0)  # (1,S)
+    key = (1 - attention_mask.long()) * seq + pos  # (B,S): real tokens first, original order kept
+    return torch.argsort(key, dim=1)

@@ -1,7 +1,7 @@
 """ONNX export of BeLLM encoders: trace, rewrite attention, check the graph, gate, publish.
 
 Modules: `trace` (torch → ONNX IR), `rewrite` (attention causality / op choice), `check` (graph checker),
-`variants` (int8 / fp16), `parity` (gates), `card` (bellm.json, README), `api` (`export_encoder`).
+`variants` (int8 / fp16), `parity` and `invariance` (gates), `card` (bellm.json, README), `api` (`export_encoder`).
 `check_graph` needs no torch; the names below are imported lazily so importing this package stays light.
 """
 
@@ -16,6 +16,7 @@ _LAZY = {
     "GraphCheckError": "bellm.export.check",
     "GraphReport": "bellm.export.check",
     "ParityError": "bellm.export.parity",
+    "InvarianceError": "bellm.export.invariance",
 }
 
 __all__ = list(_LAZY)

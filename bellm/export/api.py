@@ -10,8 +10,9 @@ Layout (each variant directory is self-contained: a consumer needs only onnxrunt
                                    (sentence-transformers: `SentenceTransformer(dir, trust_remote_code=True)`)
 
 Everything is built in a temporary directory next to OUTPUT and renamed over it only when the fp32 graph
-check and parity gate pass (`bellm.io.atomic_path`): a failure publishes nothing. A variant that fails
-its own gate (fidelity, graph check, STS-B Spearman) is left out and recorded in export.json.
+check, parity gate and batch-invariance gate pass (`bellm.io.atomic_path`): a failure publishes nothing. A
+variant that fails its own gate (fidelity, batch/padding invariance, graph check, STS-B Spearman) is left out
+and recorded in export.json.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bellm.encoder import Encoder
 from bellm.errors import InputError
 from bellm.export.card import model_card
 from bellm.export.check import check_graph
+from bellm.export.invariance import FP32_MAX_DIFF, QUANTIZED_MAX_DIFF, InvarianceError, check_invariance
 from bellm.export.parity import (
     PARITY_SENTENCES,
     ParityError,
@@ -57,7 +59,8 @@ _DEFAULTS = ExportConfig()  # defaults are written once, in bellm.config
 
 FP32_MIN_COSINE, FP32_MAX_ABS = 0.99999, 1e-4
 FP16_MIN_COSINE = 0.999
-INT8_MIN_COSINE = 0.9  # sanity floor; the STS-B gate is the real bar for int8
+INT8_MIN_COSINE = 0.995  # every parity sentence, every batch layout; the STS-B gate bounds the ranking loss
+INVARIANCE_SENTENCES = 17  # the first 17 parity sentences: 4 to 40 tokens, so every batch pads
 
 
 @dataclass
@@ -69,6 +72,7 @@ class VariantResult:
     bytes: int = 0
     graph_check: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    invariance: dict[str, Any] = field(default_factory=dict)
     sts: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -178,7 +182,7 @@ def _fail(res: VariantResult, d: Path, why: str) -> None:
 
 
 def _build_fp32(encoder: Encoder, root: Path, attention_op: str, opset: int) -> VariantResult:
-    """fp32: any failure here raises and aborts the whole export."""
+    """fp32: any failure here (graph check, parity, invariance) raises and aborts the whole export."""
     t0, res, d = time.perf_counter(), VariantResult("fp32"), root / "fp32"
     d.mkdir(parents=True)
     save_model(build_graph(encoder, torch.float32, attention_op, opset), d / "model.onnx")
@@ -188,6 +192,8 @@ def _build_fp32(encoder: Encoder, root: Path, attention_op: str, opset: int) -> 
     rt = _cpu(d)
     res.parity = run_parity(torch_runner(encoder), rt.run_batch, encs, FP32_MIN_COSINE, FP32_MAX_ABS,
                             "fp32 ORT vs PyTorch").to_dict()
+    res.invariance = check_invariance(rt.run_batch, encs[:INVARIANCE_SENTENCES], FP32_MAX_DIFF,
+                                      "fp32 ORT").to_dict()
     res.seconds, res.bytes, res.published = time.perf_counter() - t0, dir_bytes(d), True
     return res
 
@@ -201,8 +207,7 @@ def _build_variant(
     floor = INT8_MIN_COSINE if name == "int8" else FP16_MIN_COSINE
     try:
         if name == "int8":
-            bidir = [i for i, b in enumerate(encoder.module.backbone.flags) if b]
-            res.extra = quantize_int8(root / "fp32" / "model.onnx", d / "model.onnx", keep_layers=bidir)
+            res.extra = quantize_int8(root / "fp32" / "model.onnx", d / "model.onnx")
         else:
             save_model(build_graph(encoder, torch.float16, attention_op, opset), d / "model.onnx")
     except Exception as e:  # noqa: BLE001 - a variant's failure must not take the fp32 export down
@@ -225,7 +230,9 @@ def _build_variant(
     try:
         res.parity = run_parity(fp32.run_batch, rt.run_batch, encs, floor, None,
                                 f"{name} vs fp32").to_dict()
-    except ParityError as e:
+        res.invariance = check_invariance(rt.run_batch, encs[:INVARIANCE_SENTENCES], QUANTIZED_MAX_DIFF,
+                                          name).to_dict()
+    except (ParityError, InvarianceError) as e:
         _fail(res, d, str(e))
         return res
     res.seconds, res.bytes, res.published = time.perf_counter() - t0, dir_bytes(d), True
@@ -248,6 +255,8 @@ def _summary(r: VariantResult) -> dict[str, Any]:
         out["reason"] = r.reason
     if r.parity:
         out["parity"] = {k: r.parity[k] for k in ("min_cosine", "mean_cosine", "max_abs_diff")}
+    if r.invariance:
+        out["invariance"] = {k: r.invariance[k] for k in ("max_abs_diff", "min_cosine", "sentences")}
     if r.sts:
         out["sts_b_test_spearman"] = r.sts
     if r.graph_check:
@@ -271,9 +280,9 @@ def export_encoder(
     """Export, check, gate and atomically publish `encoder` to OUTPUT (see the module docstring).
 
     `sts_gate`: True = STS-B test Spearman through `bellm.evaluation`, False = skip (recorded), or a
-    callable(encoder-like) -> Spearman x100. Raises `ParityError` / `GraphCheckError` when fp32 fails, and
-    `ExportDestinationError` (before any work) when OUTPUT holds other files and `overwrite` is False.
-    `card_info` (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
+    callable(encoder-like) -> Spearman x100. Raises `ParityError` (`InvarianceError` is one) / `GraphCheckError`
+    when fp32 fails, and `ExportDestinationError` (before any work) when OUTPUT holds other files and `overwrite`
+    is False. `card_info` (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
     """
     wanted = normalize_variants(variants)
     check_destination(output, overwrite)
@@ -323,6 +332,9 @@ def _card_lines(r: VariantResult) -> dict[str, str]:
         ref = "PyTorch" if r.name == "fp32" else "fp32 export"
         lines[f"vs {ref}"] = (f"min cosine {r.parity['min_cosine']:.6f}, max |diff| {r.parity['max_abs_diff']:.2e} "
                               "(batch 1/3/17/32, left and right padding)")
+    if r.invariance:
+        lines["batch/padding invariance"] = (f"max |diff| {r.invariance['max_abs_diff']:.1e} between a sentence alone "
+                                             "and in batches (left/right padding, pad ids 0/7/31337, two orders)")
     if r.sts:
         lines["STS-B test Spearman"] = (f"{r.sts['spearman']:.2f} (delta to fp32 {r.sts['delta']:+.2f}; "
                                         f"{r.sts['scored_on']})")

@@ -249,6 +249,16 @@ def measure_node(
     return sees, invisible
 
 
+def layer_mask(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The (B,S) mask the layers see: the graph re-lays rows out real-tokens-first (a `GatherElements` of
+    `attention_mask`, see `bellm.masks.left_align_order`) when it has that step, else the input mask."""
+    aligned = [n.output[0] for n in model.graph.node
+               if n.op_type == "GatherElements" and n.input[0] == "attention_mask"]
+    if not aligned:
+        return feeds["attention_mask"]
+    return capture_inputs(model, [onnx.NodeProto(input=aligned[:1])], feeds)[aligned[0]]
+
+
 def empirical(model: onnx.ModelProto, layers: list[LayerCheck]) -> str:
     """Fill `sees_future_measured` / `padding_invisible`; returns 'ok' or why it was skipped."""
     nodes = fused_attention_nodes(model.graph)
@@ -258,8 +268,9 @@ def empirical(model: onnx.ModelProto, layers: list[LayerCheck]) -> str:
     except Exception as e:  # noqa: BLE001 - e.g. no CPU kernel for a dtype: reported, structural still holds
         return f"skipped: the probe run failed on CPU ({type(e).__name__}: {str(e)[:200]})"
     opsets = list(model.opset_import)
+    mask = layer_mask(model, feeds)
     for layer, node in zip(layers, nodes, strict=True):
-        sees, invisible = measure_node(node, values, feeds["attention_mask"], opsets)
+        sees, invisible = measure_node(node, values, mask, opsets)
         layer.sees_future_measured, layer.padding_invisible = sees, invisible
     return "ok"
 

@@ -136,17 +136,26 @@ def _static_dims(v: ir.Value, name: str) -> tuple[int, int]:
     return shape[1], shape[3]
 
 
+def _layer_mask(graph: ir.Graph, mask: ir.Value) -> ir.Value:
+    """The mask in the layout the layers see: the graph re-lays rows out real-tokens-first with a
+    `GatherElements` of the input mask (`bellm.masks.left_align_order`); the input itself when it does not."""
+    for node in graph:
+        if node.op_type == "GatherElements" and node.inputs[0] is mask:
+            return node.outputs[0]
+    return mask
+
+
 def to_ms_mha(model: ir.Model, flags: Sequence[bool], mask_input: str = "attention_mask") -> None:
     """Replace each `Attention` (after `set_causality`) by `com.microsoft.MultiHeadAttention`.
 
     Q/K/V (B,H,S,D) → (B,S,H*D); K/V must be head-expanded (run before `drop_gqa_expand`);
-    `key_padding_mask` = int32(attention_mask) (B,S); `unidirectional` = 0 on bidirectional layers.
+    `key_padding_mask` = int32(the aligned attention_mask) (B,S); `unidirectional` = 0 on bidirectional layers.
     The (B,S,H*D) output is reshaped back to (B,H,S,D) for the unchanged consumers; ORT's transpose
     optimiser folds the pair of transposes.
     """
     graph = model.graph
     nodes = expect_layers(graph, len(flags))
-    mask = _graph_input(graph, mask_input)
+    mask = _layer_mask(graph, _graph_input(graph, mask_input))
     kpm = ir.node("Cast", [mask], {"to": ir.DataType.INT32}, name="bellm_key_padding_mask",
                   outputs=[ir.val("bellm_key_padding_mask")])
     flat, split = _const("bellm_bshd_to_bsh", [0, 0, -1]), None

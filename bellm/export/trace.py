@@ -12,6 +12,10 @@ normalisation. Facts this module relies on (verified on torch 2.13 / onnxscript 
 * an output named `embedding` collides with the name the exporter gives the token-embedding `Gather`
   (ORT then rejects the model), hence `sentence_embedding`.
 
+Inputs are first re-laid out so each row's real tokens come first (`bellm.masks.left_align_order`): the
+kernels then see one layout whatever side or id the caller padded with, so float reductions (and hence
+low-precision rounding) cannot depend on the padding side.
+
 The padding visibility (from `bellm.masks.visibility`, the single home of mask logic) is traced as a
 temporary second output so the rewrite can hand it to every layer even when no layer is bidirectional
 (k=0), where the exporter would otherwise have removed it as dead code.
@@ -32,7 +36,7 @@ from torch import nn
 
 from bellm.backbone import SentenceEncoderModule, unwrap_decoder
 from bellm.contract import OUTPUT_NAME, inputs_for
-from bellm.masks import visibility
+from bellm.masks import left_align_order, visibility
 from bellm.pooling import l2_normalize, pool
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,11 @@ class ExportWrapper(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Canonical layout first: real tokens at the front of each row, whatever side the caller padded.
+        order = left_align_order(attention_mask)  # (B,S)
+        input_ids, attention_mask = input_ids.gather(1, order), attention_mask.gather(1, order)
+        if span_mask is not None:
+            span_mask = span_mask.gather(1, order)
         h = self.module.backbone(input_ids, attention_mask)  # (B,S,H), model dtype
         # Pool and normalise in fp32 whatever the model dtype (fp16 sums/norms lose digits).
         emb = l2_normalize(pool(h.float(), attention_mask, self.module.pooling, span_mask))  # (B,H)

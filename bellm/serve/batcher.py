@@ -8,9 +8,9 @@ shares one forward pass. The batch is sorted longest-first (as
 on one worker thread (onnxruntime releases the GIL, so the event loop keeps accepting requests meanwhile).
 Results go back to each request's future in its own order. The model is padding-invariant (padded
 positions are masked out of attention and pooling), so a text's embedding does not depend on its batch
-mates: a served result equals `OnnxEncoder.encode` of that request alone (tests check ≤ 1e-5). Exception:
-int8 exports quantise activations per batch (dynamic quantisation), so there a text's embedding moves
-slightly with its batch mates (cosine ≥ 0.99 to encoding it alone), as it does inside `encode` itself.
+mates: a served result equals `OnnxEncoder.encode` of that request alone (tests check ≤ 1e-5). This holds
+for int8 too: it quantises activations per row and block (`MatMulNBits`), and every published variant passes
+the export's batch/padding invariance gate (`bellm.export.invariance`).
 
 `close()` stops accepting and drains what is queued before returning (graceful shutdown).
 """

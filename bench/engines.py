@@ -1,0 +1,185 @@
+"""CPU inference engines side by side, every ratio from one run: PyTorch fp32, PyTorch bf16, ORT fp32, ORT int8.
+
+For each engine: sentences/s at the given batch size and thread count (best of `--repeats` after a warm-up),
+min/mean cosine to fp32 on every sentence, batch/padding invariance (max |diff| between a sentence alone and
+in batches padded left/right with several pad ids, `bellm.export.invariance`), STS-B test Spearman; plus, in
+the same run, the raw fp32 GEMM rate of ONNX Runtime's MLAS (a single MatMul session) and of torch, and ORT
+fp32's model FLOP rate as a fraction of MLAS's (2 x non-embedding params x real tokens / s).
+
+    .venv/bin/python bench/engines.py                               # embedded model, zero-shot, 512 sentences
+    .venv/bin/python bench/engines.py --adapter artifacts/runs/<id>/adapter --export artifacts/runs/<id>/onnx
+    .venv/bin/python bench/engines.py --sentences 48 --sts-max-pairs 50 --repeats 1   # a quick correctness run
+
+Speed numbers are only meaningful on a quiet machine (the load average is recorded before and after).
+PyTorch bf16 is measured on every CPU, but labelled `emulated` where the CPU has no native bf16 (slow there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import sts_sentences  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def mlas_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
+    """fp32 GEMM rate of ORT's MLAS: one MatMul (n,n)x(n,n) with a constant B, best of `repeats`."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    b = numpy_helper.from_array(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32), "B")
+    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
+                              [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])], [b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    a = {"A": np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)}
+    onnx.checker.check_model(model)
+    sess.run(None, a)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def torch_gemm_gflops(dtype: str, n: int = 1024, repeats: int = 10) -> float:
+    import torch
+
+    a, b = (torch.randn(n, n).to(getattr(torch, dtype)) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def best_time(encode: Any, texts: list[str], batch: int, repeats: int) -> float:
+    encode(texts[:batch], batch_size=batch)  # warm-up (ORT allocations, oneDNN primitives)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        encode(texts, batch_size=batch)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--adapter", default=None, help="a trained LoRA adapter (merged)")
+    ap.add_argument("--export", type=Path, default=None, help="an existing export root (fp32/, int8/); else exported "
+                    "here (fp32 + int8, gates on, STS gate off)")
+    ap.add_argument("-k", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--sentences", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--sts-max-pairs", type=int, default=None, help="STS-B test pairs for Spearman (default: all)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "engines.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from bellm.encoder import load_encoder
+    from bellm.export.api import export_encoder, torch_runner
+    from bellm.export.invariance import check_invariance
+    from bellm.export.parity import PARITY_SENTENCES, stsb_scorer
+    from bellm.hardware import cpu_supports_bf16
+    from bellm.precision import cast_parameters
+    from bellm.runtime import OnnxEncoder
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    gemm = {"mlas_fp32": mlas_gemm_gflops(args.threads), "torch_fp32": torch_gemm_gflops("float32"),
+            "torch_bf16": torch_gemm_gflops("bfloat16")}
+    texts = sts_sentences(args.sentences)
+    fp32 = load_encoder(args.model, bidirectional_layers=args.k, adapter=args.adapter)
+    tokens = sum(len(e.ids) for e in fp32.tokenize(texts))
+    inner = fp32.module.backbone.decoder
+    params = sum(p.numel() for p in inner.parameters()) - inner.embed_tokens.weight.numel()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.export
+        if root is None:
+            root = Path(tmp) / "export"
+            export_encoder(fp32, root, ["fp32", "int8"], sts_gate=False)
+        engines: dict[str, Any] = {"pytorch_fp32": fp32}
+        bf16 = load_encoder(args.model, bidirectional_layers=args.k, adapter=args.adapter)
+        cast_parameters(bf16.module, torch.bfloat16)
+        engines["pytorch_bf16"] = bf16
+        for name in ("fp32", "int8"):
+            if (root / name / "model.onnx").is_file():
+                engines[f"ort_{name}"] = OnnxEncoder(root / name, ["CPUExecutionProvider"], threads=args.threads)
+
+        ref = engines["ort_fp32"].encode(texts)
+        encs = fp32.tokenize(list(PARITY_SENTENCES[:17]))
+        scorer = stsb_scorer(args.sts_max_pairs, batch_size=args.batch)
+        rows: dict[str, dict[str, Any]] = {}
+        for name, enc in engines.items():
+            sec = best_time(enc.encode, texts, args.batch, args.repeats)
+            emb = enc.encode(texts, batch_size=args.batch)
+            cos = (emb * ref).sum(1)
+            run = enc.run_batch if hasattr(enc, "run_batch") else torch_runner(enc)
+            inv = check_invariance(run, encs, float("inf"), name)  # measure only: the bound is the export's job
+            rows[name] = {"sent_per_s": len(texts) / sec, "tok_per_s": tokens / sec, "seconds": sec,
+                          "min_cos_to_fp32": float(cos.min()), "mean_cos_to_fp32": float(cos.mean()),
+                          "invariance_max_abs_diff": inv.max_abs_diff, "stsb_test_spearman": scorer(enc)}
+    base = rows["pytorch_fp32"]
+    for r in rows.values():
+        r["x_pytorch_fp32"] = r["sent_per_s"] / base["sent_per_s"]
+        r["x_pytorch_bf16"] = r["sent_per_s"] / rows["pytorch_bf16"]["sent_per_s"]
+        r["spearman_delta"] = r["stsb_test_spearman"] - rows["ort_fp32"]["stsb_test_spearman"]
+    ort_fp32_gflops = 2 * params * rows["ort_fp32"]["tok_per_s"] / 1e9
+    out = {
+        "model": args.model, "adapter": args.adapter, "k": args.k, "threads": args.threads, "batch": args.batch,
+        "sentences": len(texts), "tokens": tokens, "non_embedding_params": params, "gemm_gflops": gemm,
+        "ort_fp32_model_gflops": ort_fp32_gflops, "ort_fp32_fraction_of_mlas": ort_fp32_gflops / gemm["mlas_fp32"],
+        "native_bf16": cpu_supports_bf16(), "engines": rows, "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(), "cpu": platform.processor() or platform.machine(),
+        "command": " ".join(sys.argv),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    bf16_note = "" if out["native_bf16"] else " (emulated: this CPU has no native bf16)"
+    lines = [
+        f"# CPU engines ({args.model}, k={args.k}, {args.threads} threads, batch {args.batch}, {len(texts)} sentences, "
+        f"{tokens} tokens)", "",
+        f"GEMM fp32: MLAS {gemm['mlas_fp32']:.1f}, torch {gemm['torch_fp32']:.1f}; torch bf16 {gemm['torch_bf16']:.1f} "
+        f"GFLOP/s{bf16_note}. ORT fp32 runs the model at {ort_fp32_gflops:.1f} GFLOP/s = "
+        f"{out['ort_fp32_fraction_of_mlas']:.2f} of MLAS. Load avg before/after: {load_before[0]:.2f}/"
+        f"{out['load_avg_after'][0]:.2f}", "",
+        "| engine | sent/s | x PyTorch fp32 | x PyTorch bf16 | min cos to fp32 | invariance max diff | STS-B test "
+        "| delta |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {n} | {r['sent_per_s']:.1f} | {r['x_pytorch_fp32']:.2f} | {r['x_pytorch_bf16']:.2f} | "
+              f"{r['min_cos_to_fp32']:.5f} | {r['invariance_max_abs_diff']:.1e} | {r['stsb_test_spearman']:.2f} | "
+              f"{r['spearman_delta']:+.2f} |" for n, r in rows.items()]
+    lines += ["", f"`{out['command']}`"]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
