@@ -203,6 +203,9 @@ class EvalConfig(_Section):
     report_suite: str = "full"
     batch_size: int = Field(32, ge=1)
     baseline: bool = Field(True, description="also evaluate all-MiniLM-L6-v2 for the report (cached after once)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="PyTorch evaluation precision (gate, zero-shot): auto = bf16 where native and agreeing "
+        "with fp32 (bellm.precision), else fp32; the full suite always runs the exported fp32 ONNX model")
     gates: GateConfig = Field(default_factory=GateConfig)
 
 

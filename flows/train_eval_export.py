@@ -1,7 +1,8 @@
 """The `train-eval-export` flow: what users run (as deployments, or `bellm run`).
 
-data prep → LoRA training → STS gate → full STS report (+ zero-shot, baseline) → ONNX export →
-parity and variant gates → register the run, and promote it to champion when every gate passed.
+data prep → LoRA training → STS gate → ONNX export (parity, invariance and variant gates) → full STS report
+through the exported fp32 model (+ zero-shot, baseline; cached by fingerprint) → champion gates → register the
+run, and promote it to champion when every gate passed (a failed run keeps no ONNX directory).
 The flow only orchestrates; every step is a task in `tasks/` over a `bellm` function.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -66,14 +68,19 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         max_pairs = cfg.data.max_eval_pairs
         gate = timer(
             "evaluate-gate", evaluate_suite, encoder, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key,
-            trained_adapter, cfg.model.dtype,
+            trained_adapter, cfg.eval.dtype,
         )
         champion = read_champion(cfg)
         verdict = timer("gates", enforce_gates_task, gate, gate_subset(cfg.eval.gates, gate["tasks"]), None)
 
+        # Export right after the gate, so the report describes the files that ship: the full suite runs through
+        # the torch-free runtime on the exported fp32 model (parity- and invariance-gated to PyTorch).
+        exported = timer("export", export_variants, cfg, adapter, run_dir, max_pairs)
+        record(run_dir, published_variants=exported["published"], export=exported["report"])
+        shipped = Path(run_dir) / "onnx" / "fp32"  # evaluated through `bellm.runtime.OnnxEncoder` (CPU)
         full = timer(
-            "evaluate-full", evaluate_suite, encoder, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size, model_key,
-            trained_adapter, cfg.model.dtype,
+            "evaluate-full", evaluate_suite, shipped, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size,
+            f"{model_key}:onnx-fp32:{cfg.export.opset}:{cfg.export.attention_op}",
         )
         zero = timer(
             "evaluate-zero-shot",
@@ -84,7 +91,7 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
             cfg.eval.batch_size,
             base["sha256"],
             None,
-            cfg.model.dtype,
+            cfg.eval.dtype,
         )
         baseline = None
         if cfg.eval.baseline:
@@ -101,13 +108,9 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         verdict = timer("gates", enforce_gates_task, combined, cfg.eval.gates.model_dump(), champion)
         record(run_dir, gates=verdict)
 
-        metrics: dict[str, Any] = {"trained": full, "gate": gate, "zero_shot": zero, "baseline": baseline, "onnx": {}}
-        timer("report", publish_report, run_dir, encoder, trained_adapter, metrics, champion, max_pairs)
-
-        exported = timer("export", export_variants, cfg, adapter, run_dir, max_pairs)
-        metrics["onnx"] = exported["results"]
-        record(run_dir, published_variants=exported["published"], export=exported["report"])
-        timer("report", publish_report, run_dir, encoder, trained_adapter, metrics, champion, max_pairs)
+        metrics: dict[str, Any] = {"trained": full, "gate": gate, "zero_shot": zero, "baseline": baseline,
+                                   "onnx": exported["results"]}
+        timer("report", publish_report, run_dir, shipped, None, metrics, champion, max_pairs)
 
         total = time.perf_counter() - t0
         record(run_dir, timings={**timer.steps, "total": round(total, 3)})

@@ -1,7 +1,9 @@
-"""Evaluation tasks: load an encoder from its `EncoderConfig` inside the task, evaluate a suite, gate it."""
+"""Evaluation tasks: load an encoder from its `EncoderConfig` (or an exported ONNX directory) inside the task,
+evaluate a suite, gate it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -13,18 +15,25 @@ from tasks.common import content_key, retrying_task
 BASELINES = ("minilm",)
 
 
-def load_for_eval(encoder: EncoderConfig | str, adapter: str | None = None, dtype: str | None = None) -> Any:
+def load_for_eval(encoder: EncoderConfig | Path | str, adapter: str | None = None, dtype: str | None = None) -> Any:
     """An encoder to evaluate: a bellm encoder from its config (+ a trained adapter, whose settings must agree),
+    an exported ONNX variant directory (a `Path`, run through the torch-free `bellm.runtime.OnnxEncoder`),
     or a named baseline."""
     if isinstance(encoder, EncoderConfig):
         from bellm.encoder import load_encoder
 
         return load_encoder(encoder, adapter=adapter, dtype=dtype)
+    if isinstance(encoder, Path):
+        from bellm.runtime import OnnxEncoder
+
+        return OnnxEncoder(encoder)
     if encoder == "minilm":
         from bellm.baselines import MiniLMEncoder
 
         return MiniLMEncoder()
-    raise ValueError(f"unknown encoder {encoder!r}: give an EncoderConfig or one of the baselines {BASELINES}")
+    raise ValueError(
+        f"unknown encoder {encoder!r}: give an EncoderConfig, an export directory (Path) or a baseline {BASELINES}"
+    )
 
 
 def suite_data_sha256(suite: str | list[str]) -> dict[str, str]:
@@ -36,18 +45,29 @@ def suite_data_sha256(suite: str | list[str]) -> dict[str, str]:
 
 def _eval_key(context: Any, params: dict[str, Any]) -> str:
     """Encoder (incl. dtype, adapter), suite, pair cap, the model's content hash, the suite's data hashes and the
-    code."""
+    code. An export (a directory inside a run, which differs per run) is keyed by its variant name only: the
+    caller's `model_key` names what was exported."""
     enc = params["encoder"]
-    desc = enc.model_dump(mode="json") if isinstance(enc, EncoderConfig) else enc
+    if isinstance(enc, EncoderConfig):
+        desc: Any = enc.model_dump(mode="json")
+    elif isinstance(enc, Path):
+        desc = {"onnx": enc.name}
+    else:
+        desc = enc
+    dtype = params.get("dtype")
+    if dtype == "auto":  # keyed by what it resolves to on this machine (bf16 results are not fp32 results)
+        from bellm.precision import auto_dtype
+
+        dtype = f"auto:{auto_dtype()}"
     return content_key(
-        "evaluate", desc, params.get("adapter"), params.get("dtype"), params["suite"], params.get("max_pairs"),
+        "evaluate", desc, params.get("adapter"), dtype, params["suite"], params.get("max_pairs"),
         params.get("model_key"), suite_data_sha256(params["suite"]), code_fingerprint(),
     )
 
 
 @retrying_task("evaluate", cache_key_fn=_eval_key, persist_result=True)
 def evaluate_suite(
-    encoder: EncoderConfig | str,
+    encoder: EncoderConfig | Path | str,
     suite: str | list[str],
     max_pairs: int | None = None,
     batch_size: int = 32,

@@ -58,7 +58,7 @@ def copy_adapter(adapter_dir: str, run_dir: str) -> str:
 @task(name="publish-report")
 def publish_report(
     run_dir: str,
-    encoder: EncoderConfig,
+    encoder: EncoderConfig | Path,
     adapter: str | None,
     metrics: dict[str, Any],
     champion: dict[str, Any] | None,
