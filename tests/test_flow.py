@@ -91,6 +91,15 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     onnx = run_dir / "onnx" / "fp32"
     assert {"model.onnx", "tokenizer.json", "bellm.json", "README.md"} <= {p.name for p in onnx.iterdir()}
     assert man["published_variants"] == ["fp32"]
+    # The report describes what ships: the full suite ran through onnxruntime on the published fp32 file,
+    # and the export came before it (issue 12).
+    import hashlib
+
+    assert metrics["trained"]["encoder"]["runtime"] == "onnxruntime"
+    shipped_sha = hashlib.sha256((onnx / "model.onnx").read_bytes()).hexdigest()
+    assert metrics["trained"]["encoder"]["model_sha256"] == shipped_sha
+    steps = list(man["timings"])
+    assert steps.index("export") < steps.index("evaluate-full")
     assert champion(arts, _setting(ov)).id == run_dir.name and man["promotion"]["check"]["passed"]
 
     # Same inputs again: training and evaluation are cache hits (by task state), a new run is registered.
