@@ -45,8 +45,8 @@ def gate_subset(gates: GateConfig, tasks: dict[str, Any]) -> dict[str, Any]:
 def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a BeLLM encoder, gate it on STS, report, export ONNX, register (and maybe promote) the run.
 
-    `profile`: quick | paper | smoke. `overrides`: dotted keys or nested sections of the run config,
-    e.g. {"train.max_steps": 50, "encoder.pooling": "mean"}.
+    `profile`: a name in `bellm.config.PROFILES` (quick, standard, paper, smoke). `overrides`: dotted keys or
+    nested sections of the run config, e.g. {"train.max_steps": 50, "encoder.pooling": "mean"}.
     """
     log = get_run_logger()
     cfg = preflight(build_config(profile, overrides or {}))  # validated once, before anything runs

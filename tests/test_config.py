@@ -90,9 +90,9 @@ def test_config_file_must_be_a_json_object(tmp_path: Path) -> None:
 def test_profile_names_are_exactly_the_profiles() -> None:
     from typing import get_args
 
-    from bellm.config import ProfileName
+    from bellm.config import PROFILE_SUMMARY, ProfileName
 
-    assert set(get_args(ProfileName)) == set(PROFILES)
+    assert set(get_args(ProfileName)) == set(PROFILES) == set(PROFILE_SUMMARY)
     for name in PROFILES:  # every profile that can be promoted has an absolute gate and a regression limit
         gates = build_config(name).eval.gates
         assert name == "smoke" or (gates.min_task and gates.max_regression is not None), name

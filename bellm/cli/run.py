@@ -9,6 +9,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.config import profiles_help
 
 
 def prefect_env() -> None:
@@ -24,7 +25,7 @@ def prefect_env() -> None:
 
 @app.command("run")
 def run(
-    profile: str = typer.Option("quick", "--profile", "-p", help="quick (embedded model, CPU) | paper (GPU) | smoke"),
+    profile: str = typer.Option("quick", "--profile", "-p", help=profiles_help()),
     set_: list[str] = typer.Option([], "--set", help="override a config field: section.field=value (JSON value)"),
     config: Path | None = typer.Option(None, "--config", help="a JSON file of config overrides"),
 ) -> None:
