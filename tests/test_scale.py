@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -175,3 +176,42 @@ def test_two_trials_run_on_two_dask_worker_processes_with_sequential_results(
     assert len(pids) == 2 and proc.pid not in pids and len(addresses) == 2, summary  # two worker processes
     assert _numbers(summary) == sequential_reference
     assert len(list((tmp_path / "arts" / "ablations" / "trials").iterdir())) == 2  # results in the registry
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_retried_to_the_same_result(
+    tiny_model_dir: Path, tmp_path: Path, sequential_reference: tuple[dict, str]
+) -> None:
+    """An existing cluster (`--address`): SIGKILL a worker while both trials are between checkpoints."""
+    from distributed import Client, LocalCluster
+
+    env = _env(tmp_path)
+    worker_env = {k: env[k] for k in ("BELLM_HOME", "PREFECT_HOME", "PYTHONPATH")}
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, env=worker_env
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(2, timeout=300)
+        before = client.run(os.getpid)  # worker address -> pid
+        cmd = _sweep_cmd(tiny_model_dir, tmp_path / "arts", "--runner", "dask", "--address", cluster.scheduler_address)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        killed = None
+        train_root = tmp_path / "home" / "train"
+        deadline = time.time() + 900
+        while killed is None and proc.poll() is None and time.time() < deadline:
+            runs = list(train_root.iterdir()) if train_root.is_dir() else []
+            mid = [d for d in runs if any((d / "checkpoints").glob("step-*")) and not (d / "adapter").exists()]
+            busy = [w for w, keys in client.processing().items() if keys]
+            if len(mid) == 2 and busy:  # both trials trained a step, neither finished: kill one's worker
+                killed = before[busy[0]]
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        out, _ = proc.communicate(timeout=900)
+    assert killed is not None, "never saw both trials mid-training:\n" + out[-4000:]
+    summary = _summary(proc, out)
+    assert killed not in {w["pid"] for w in summary["trial_workers"].values()}, summary  # retried elsewhere
+    assert _numbers(summary) == sequential_reference
+    trials = json.loads((Path(summary["dir"]) / "ablation.json").read_text())["trials"]
+    assert any(t["trained_train"]["resumed_from"] for t in trials.values()), trials  # it resumed mid-trial
