@@ -44,8 +44,11 @@ SPAN_INPUT = "span_mask"
 
 # Pooling modes are part of the contract (a consumer must know whether to feed `span_mask`); their
 # implementations live in `bellm.pooling`, which checks it implements exactly these.
-POOLINGS: tuple[str, ...] = ("last", "mean", "mean_span")
-SPAN_POOLINGS: tuple[str, ...] = ("mean_span",)
+# `last_mean_span` (hybrid): the last token's state and the mean over the sentence's own tokens, each
+# L2-normalised, summed (then normalised with the rest): the causal read-out plus what the bidirectional
+# top layers spread over the span.
+POOLINGS: tuple[str, ...] = ("last", "mean", "mean_span", "last_mean_span")
+SPAN_POOLINGS: tuple[str, ...] = ("mean_span", "last_mean_span")
 VARIANTS: tuple[str, ...] = ("fp32", "fp16", "int8")
 ATTENTION_OPS: tuple[str, ...] = ("onnx", "ms_mha")
 MIN_OPSET = 23  # fused Attention / RotaryEmbedding / RMSNormalization

@@ -29,10 +29,13 @@ def pool(
         return last_token(hidden, attention_mask)
     if pooling == "mean":
         return masked_mean(hidden, attention_mask)
-    if pooling == "mean_span":
+    if pooling in ("mean_span", "last_mean_span"):
         if span_mask is None:
-            raise ValueError("pooling='mean_span' needs the sentence span mask")
-        return masked_mean(hidden, span_mask * attention_mask)
+            raise ValueError(f"pooling={pooling!r} needs the sentence span mask")
+        span = masked_mean(hidden, span_mask * attention_mask)  # (B,H)
+        if pooling == "mean_span":
+            return span
+        return l2_normalize(last_token(hidden, attention_mask)) + l2_normalize(span)  # (B,H), equal weights
     raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
 
 

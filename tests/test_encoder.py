@@ -29,7 +29,7 @@ def enc(tiny_model_dir: Path):
     return bellm.load_encoder(str(tiny_model_dir), bidirectional_layers=2, pooling="last")
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "mean_span"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "mean_span", "last_mean_span"])
 @pytest.mark.parametrize("k", [0, 2, "all"])
 def test_batch_and_padding_invariance(tiny_model_dir: Path, pooling: str, k) -> None:
     enc = bellm.load_encoder(str(tiny_model_dir), bidirectional_layers=k, pooling=pooling, max_length=128)

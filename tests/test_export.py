@@ -163,8 +163,9 @@ def test_ms_mha_attention_op(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "m" / "fp32" / "bellm.json").read_text())["attention_op"] == "ms_mha"
 
 
-def test_mean_span_has_span_input(tiny_model_dir: Path, tmp_path: Path) -> None:
-    enc = load_encoder(str(tiny_model_dir), bidirectional_layers=2, pooling="mean_span")
+@pytest.mark.parametrize("pooling", ["mean_span", "last_mean_span"])
+def test_span_poolings_have_span_input(tiny_model_dir: Path, tmp_path: Path, pooling: str) -> None:
+    enc = load_encoder(str(tiny_model_dir), bidirectional_layers=2, pooling=pooling)
     export_encoder(enc, tmp_path / "s", ["fp32"], sts_gate=False)
     c = json.loads((tmp_path / "s" / "fp32" / "bellm.json").read_text())
     assert c["inputs"] == ["input_ids", "attention_mask", "span_mask"]
