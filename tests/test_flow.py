@@ -100,6 +100,10 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     assert metrics["trained"]["encoder"]["model_sha256"] == shipped_sha
     steps = list(man["timings"])
     assert steps.index("export") < steps.index("evaluate-full")
+    from bellm.precision import fastest_faithful_engine
+
+    if fastest_faithful_engine() == "onnx":  # no native bf16 here: the zero-shot column ran on ORT fp32 too
+        assert metrics["zero_shot"]["encoder"]["runtime"] == "onnxruntime" and "export-zero-shot" in steps
     assert champion(arts, _setting(ov)).id == run_dir.name and man["promotion"]["check"]["passed"]
 
     # Same inputs again: training and evaluation are cache hits (by task state), a new run is registered.

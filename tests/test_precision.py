@@ -75,3 +75,14 @@ def test_explicit_override_skips_the_check(tiny_model_dir: Path, monkeypatch) ->
     monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: False)
     enc = load_encoder(str(tiny_model_dir), dtype="bfloat16")
     assert enc.dtype == "bfloat16" and enc.precision["reason"] == "requested"
+
+
+def test_fastest_faithful_engine(monkeypatch) -> None:
+    """PyTorch where bf16 is native, else ONNX Runtime fp32 (the zero-shot column's engine in the flow)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: False)
+    assert precision.fastest_faithful_engine() == "onnx"
+    monkeypatch.setattr(hardware, "cpu_supports_bf16", lambda: True)
+    assert precision.fastest_faithful_engine() == "pytorch"
