@@ -48,8 +48,8 @@ def auto_dtype(device: str = "cpu") -> str:
 
 def fastest_faithful_engine() -> str:
     """Where to run a plain (non-shipping) evaluation, e.g. the zero-shot column: "pytorch" where it computes
-    in bf16 natively (a CUDA device, or a CPU with native bf16), else "onnx" (ORT fp32 on CPU: ~2.4x PyTorch
-    fp32 and within 1e-6 of it)."""
+    in bf16 natively (a CUDA device, or a CPU with native bf16), else "onnx" (ORT fp32 on CPU: 1.56x PyTorch
+    fp32 on an AVX2 CPU, BENCHMARKS.md, and within 1e-6 of it)."""
     import torch
 
     if torch.cuda.is_available() or auto_dtype("cpu") == "bfloat16":

@@ -5,23 +5,35 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 
 from bellm.data import read_pairs
 from bellm.paths import STS_DIR
 
 
-def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best-of fp32 matmul rate (GFLOP/s) on the current torch thread count."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of `repeats` calls of `fn` (the caller warms up first)."""
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        torch.mm(a, b)
+        fn()
         best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return best
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """Best-of matmul rate (GFLOP/s) in `dtype` on the current torch thread count."""
+    import torch
+
+    a, b = (torch.randn(n, n).to(getattr(torch, dtype)) for _ in range(2))
+    torch.mm(a, b)
+    return 2 * n**3 / best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def timed_encode(encode: Callable[..., object], texts: list[str], batch_size: int, repeats: int = 2) -> float:
+    """Best wall time of encoding all texts, after one warm-up batch (ORT allocations, oneDNN primitives)."""
+    encode(texts[:batch_size], batch_size=batch_size)
+    return best_seconds(lambda: encode(texts, batch_size=batch_size), repeats)
 
 
 def sts_sentences(n: int = 512) -> list[str]:

@@ -22,14 +22,13 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import sts_sentences  # noqa: E402
+from common import best_seconds, gemm_gflops, sts_sentences, timed_encode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -53,35 +52,7 @@ def mlas_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
     a = {"A": np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)}
     onnx.checker.check_model(model)
     sess.run(None, a)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run(None, a)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
-def torch_gemm_gflops(dtype: str, n: int = 1024, repeats: int = 10) -> float:
-    import torch
-
-    a, b = (torch.randn(n, n).to(getattr(torch, dtype)) for _ in range(2))
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
-def best_time(encode: Any, texts: list[str], batch: int, repeats: int) -> float:
-    encode(texts[:batch], batch_size=batch)  # warm-up (ORT allocations, oneDNN primitives)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        encode(texts, batch_size=batch)
-        best = min(best, time.perf_counter() - t)
-    return best
+    return 2 * n**3 / best_seconds(lambda: sess.run(None, a), repeats) / 1e9
 
 
 def main() -> None:
@@ -114,8 +85,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    gemm = {"mlas_fp32": mlas_gemm_gflops(args.threads), "torch_fp32": torch_gemm_gflops("float32"),
-            "torch_bf16": torch_gemm_gflops("bfloat16")}
+    gemm = {"mlas_fp32": mlas_gemm_gflops(args.threads), "torch_fp32": gemm_gflops(1024, 10),
+            "torch_bf16": gemm_gflops(1024, 10, "bfloat16")}
     texts = sts_sentences(args.sentences)
     native_bf16 = cpu_supports_bf16()
     settings = {} if args.k is None and args.adapter else {"bidirectional_layers": 2 if args.k is None else args.k}
@@ -146,7 +117,7 @@ def main() -> None:
         for name, enc in engines.items():
             sampled = name == "pytorch_bf16" and n_bf16 < len(texts)
             sub = texts[:n_bf16] if sampled else texts
-            sec = best_time(enc.encode, sub, args.batch, 1 if sampled else args.repeats)
+            sec = timed_encode(enc.encode, sub, args.batch, 1 if sampled else args.repeats)
             rows[name] = {"sent_per_s": len(sub) / sec, "tok_per_s": tokens * len(sub) / len(texts) / sec,
                           "seconds": sec, "sentences_timed": len(sub)}
             if sampled:  # too slow to score: speed only, on a sample (tokens/s is approximate)

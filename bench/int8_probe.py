@@ -38,7 +38,7 @@ def main() -> None:
 
     from bellm.export.invariance import check_invariance
     from bellm.export.parity import PARITY_SENTENCES
-    from bellm.export.variants import quantize_dynamic_int8, quantize_int8
+    from bellm.export.variants import quantize_dynamic_int8, quantize_nbits
     from bellm.runtime import OnnxEncoder
     from bellm.tokenize import encode_one
 
@@ -55,14 +55,10 @@ def main() -> None:
                 shutil.copy(fp32_dir / name, d / name)
             if form == "dynamic":
                 info[form] = quantize_dynamic_int8(fp32_dir / "model.onnx", d / "model.onnx")
-            else:
+            else:  # nbits<bits>-b<block>-a<accuracy level>
                 kind, block, acc = form.split("-")
-                bits = int(kind.removeprefix("nbits"))
-                if bits == 8:
-                    info[form] = quantize_int8(fp32_dir / "model.onnx", d / "model.onnx", int(block[1:]), int(acc[1:]))
-                else:  # 4-bit: same quantiser, bits=4 (weights lose more; measured for speed)
-                    info[form] = _nbits(fp32_dir / "model.onnx", d / "model.onnx", bits, int(block[1:]),
-                                        int(acc[1:]))
+                info[form] = quantize_nbits(fp32_dir / "model.onnx", d / "model.onnx", int(kind.removeprefix("nbits")),
+                                            int(block[1:]), int(acc[1:]))
             dirs[form] = d
         encs = {n: OnnxEncoder(d, ["CPUExecutionProvider"], threads=args.threads, verify_model=False)
                 for n, d in dirs.items()}
@@ -101,21 +97,6 @@ def main() -> None:
     lines += ["", f"`{out['command']}`"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def _nbits(src: Path, dst: Path, bits: int, block: int, acc: int) -> dict:
-    """MatMulNBits at another bit width (probe only; the published int8 is `variants.quantize_int8`)."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
-
-    cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=acc, bits=bits,
-                                       quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",))
-    q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=bits, block_size=block, is_symmetric=True,
-                             accuracy_level=acc, algo_config=cfg)
-    q.process()
-    q.model.save_model_to_file(str(dst), use_external_data_format=False)
-    return {"bits": bits, "block_size": block, "accuracy_level": acc}
 
 
 if __name__ == "__main__":

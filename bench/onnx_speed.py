@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import timed_encode  # bench/ is on sys.path when run as a script
+
 from bellm.config import EncoderConfig
 from bellm.models import DEFAULT_MODEL
 
@@ -49,17 +51,6 @@ def gemm_gflops(threads: int, size: int = 1024, reps: int = 20) -> float:
     for _ in range(reps):
         a @ b
     return 2 * size**3 * reps / (time.perf_counter() - t) / 1e9
-
-
-def timed_encode(encode, texts: list[str], batch_size: int, repeats: int = 2) -> float:
-    """Best wall time of encoding all texts (after one warm-up batch)."""
-    encode(texts[:batch_size], batch_size=batch_size)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        encode(texts, batch_size=batch_size)
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
             "evaluate-full", evaluate_suite, shipped, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size,
             f"{model_key}:onnx-fp32:{cfg.export.opset}:{cfg.export.attention_op}",
         )
-        if fastest_faithful_engine() == "onnx":  # CPU without native bf16: ORT fp32 (~2.4x PyTorch fp32)
+        if fastest_faithful_engine() == "onnx":  # CPU without native bf16: ORT fp32 (BENCHMARKS.md, issue 12)
             zs_onnx = Path(timer("export-zero-shot", export_zero_shot, cfg, base["sha256"]))
             zero = timer(
                 "evaluate-zero-shot", evaluate_suite, zs_onnx, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size,

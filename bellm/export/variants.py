@@ -91,15 +91,27 @@ def quantize_int8(
     accuracy_level: int = INT8_ACCURACY_LEVEL,
 ) -> dict[str, object]:
     """8-bit blockwise weights + per-row/per-block int8 activations (`MatMulNBits`) of `src` into `dst`."""
+    return quantize_nbits(src, dst, 8, block_size, accuracy_level)
+
+
+def quantize_nbits(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    bits: int,
+    block_size: int,
+    accuracy_level: int,
+) -> dict[str, object]:
+    """Every weight MatMul of `src` as `MatMulNBits` (`bits`-bit symmetric blocks along K) into `dst`; the
+    published int8 is `quantize_int8` (bits=8), other widths are for `bench/int8_probe.py`."""
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     big = Path(src).stat().st_size > EXTERNAL_DATA_BYTES or any(Path(src).parent.glob("*.data"))
     config = DefaultWeightOnlyQuantConfig(
-        block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=8,
+        block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=bits,
         quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",),
     )
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=8, block_size=block_size, is_symmetric=True,
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=bits, block_size=block_size, is_symmetric=True,
                                      accuracy_level=accuracy_level, algo_config=config)
     ort_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = ort_log.level
@@ -112,7 +124,7 @@ def quantize_int8(
     model = onnx.load(str(dst), load_external_data=False)
     quantized = sum(n.op_type == "MatMulNBits" for n in model.graph.node)
     left = sum(n.op_type == "MatMul" for n in model.graph.node)
-    log.info("int8: %d MatMul -> MatMulNBits (8-bit, block %d, accuracy level %d), %d left fp32",
-             quantized, block_size, accuracy_level, left)
-    return {"method": "MatMulNBits", "bits": 8, "block_size": block_size, "accuracy_level": accuracy_level,
+    log.info("%d MatMul -> MatMulNBits (%d-bit, block %d, accuracy level %d), %d left fp32",
+             quantized, bits, block_size, accuracy_level, left)
+    return {"method": "MatMulNBits", "bits": bits, "block_size": block_size, "accuracy_level": accuracy_level,
             "symmetric": True, "quantized_matmuls": quantized, "fp32_matmuls": left}
