@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 
 import typer
 
@@ -21,6 +24,25 @@ def prefect_env() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     # Prefect's ephemeral server gets 20 s to start by default; a loaded 2-core machine needs more.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    exit_cleanly_on_sigterm()
+
+
+def _sigterm_exit(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM a normal interpreter exit (code 143) instead of an abrupt death.
+
+    Prefect turns a SIGTERM during a flow into a crashed run and then re-sends the signal to the handler it
+    found. With Python's default handler the process dies on the spot and its atexit hooks never run, so
+    the ephemeral API server Prefect started (a uvicorn child) outlives the job. Raising SystemExit here
+    lets Prefect stop that server on the way out.
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL, None,
+    ):
+        signal.signal(signal.SIGTERM, _sigterm_exit)
 
 
 @app.command("run")
