@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bellm.errors import InputError
 from bellm.io import atomic_path, sha256_dir, sha256_file
+from bellm.locks import file_lock
 from bellm.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -65,11 +66,21 @@ def embedded_gguf_path(name: str = DEFAULT_MODEL) -> Path:
 
 
 def _gguf_cache_dir(gguf: Path) -> tuple[Path, str]:
-    """Convert a GGUF file once to an fp32 safetensors directory keyed by its sha256."""
+    """Convert a GGUF file once to an fp32 safetensors directory keyed by its sha256. Concurrent first users
+    (two workers, a test run beside a job) wait on one lock, so the model is converted once and a reader
+    never sees the directory being replaced under it."""
     digest = sha256_file(gguf)
     dest = cache_dir("models") / digest
     if (dest / _MARKER).is_file():
         return dest, digest
+    with file_lock(dest.parent / f".{digest}.lock", timeout=None, what=f"the conversion of {gguf.name}"):
+        if not (dest / _MARKER).is_file():  # converted while we waited?
+            _convert_gguf(gguf, dest, digest)
+    return dest, digest
+
+
+def _convert_gguf(gguf: Path, dest: Path, digest: str) -> None:
+    """De-quantise `gguf` with transformers' GGUF loader and publish it at `dest` (atomically)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -90,7 +101,6 @@ def _gguf_cache_dir(gguf: Path) -> tuple[Path, str]:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
         (tmp / _MARKER).write_text(json.dumps({"gguf": str(gguf), "sha256": digest}) + "\n")
-    return dest, digest
 
 
 def looks_like_hub_id(source: str) -> bool:

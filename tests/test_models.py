@@ -87,3 +87,32 @@ def test_hub_ids_are_pinned_to_the_commit_they_resolve_to(monkeypatch: pytest.Mo
     assert res.sha256 == "hub:org/model@c0ffeemain"
     pinned = models.resolve_source("org/model@v1")
     assert seen[-1] == ("org/model", "v1") and pinned.sha256 != res.sha256
+
+
+def test_concurrent_first_users_convert_a_gguf_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes (or xdist workers) that both find no cached conversion must not both convert and
+    rename over each other: one converts, the other waits and reuses it."""
+    import threading
+    import time
+
+    import bellm.models as models
+
+    monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    calls: list[int] = []
+
+    def slow_convert(src: Path, dest: Path, digest: str) -> None:
+        calls.append(threading.get_ident())
+        time.sleep(0.5)  # both threads are past the first cache check by now
+        dest.mkdir(parents=True)
+        (dest / models._MARKER).write_text(json.dumps({"sha256": digest}))
+
+    monkeypatch.setattr(models, "_convert_gguf", slow_convert)
+    results: list[tuple[Path, str]] = []
+    threads = [threading.Thread(target=lambda: results.append(models._gguf_cache_dir(gguf))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 2 and results[0] == results[1]
