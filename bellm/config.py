@@ -245,6 +245,8 @@ class ServeConfig(_Section):
     max_queue: int = Field(4096, ge=1, description="texts waiting for a forward pass (more: 429)")
     truncate: bool = Field(True, description="default for requests: cut over-long texts (False: 413)")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads (None: all cores)")
+    spin: bool = Field(True, description="onnxruntime threads busy-wait between ops (False leaves idle CPU to "
+                       "the HTTP loop; matters on small machines)")
     providers: list[str] | None = Field(None, description="ORT providers (None: TensorRT/CUDA/CPU as present)")
     drain_timeout_s: float = Field(30.0, ge=0, description="on shutdown, how long in-flight requests may finish")
 

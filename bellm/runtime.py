@@ -105,8 +105,11 @@ class OnnxEncoder:
         variant: str | None = None,
         threads: int | None = None,
         verify_model: bool = True,
+        spin: bool | None = None,
     ) -> None:
-        """`verify_model=False` skips hashing model.onnx against `model_sha256` (faster; trust the directory)."""
+        """`verify_model=False` skips hashing model.onnx against `model_sha256` (faster; trust the directory).
+        `spin=False` stops onnxruntime's intra-op threads busy-waiting between ops (None: its default, on),
+        which leaves CPU to other work in the same process, e.g. a server's event loop."""
         self.path = resolve_export_dir(path, variant)
         self.descriptor = read_contract(self.path, verify_model=verify_model)
         self.contract = self.descriptor.to_dict()  # the parsed bellm.json, for callers that read keys
@@ -117,6 +120,8 @@ class OnnxEncoder:
         if threads is not None:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        if spin is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         chosen = pick_providers(ort.get_available_providers(), providers)
         try:
             self.session = ort.InferenceSession(str(model), opts, providers=chosen)

@@ -4,8 +4,11 @@ A real `bellm serve` process (its own interpreter, so clients and server do not 
 a free loopback port; C concurrent clients (httpx, asyncio) each send one-sentence `POST /v1/embeddings`
 requests until every sentence was sent once. Reported per C: sentences/s, request latency p50/p99, mean
 batch size (from /metrics), and the largest difference to the in-process embeddings (a correctness check).
-In-process reference, same ORT thread count: `encode(all, batch_size=max_batch_size)` throughput and
-single-sentence `encode([s])` latency p50/p99.
+In-process reference, same ORT thread count: `encode(all, batch_size=max_batch_size)` throughput (the
+whole set sorted by length, so batches carry almost no padding) and single-sentence `encode([s])` latency
+p50/p99. Per C also `encode` of the sentences in arrival order, cut into batches of the size the server
+formed (its mean batch): what the model alone does with the batches C one-sentence clients can give, so
+`vs_same_batches` isolates the server's own cost from the padding and small-batch cost of the workload.
 
 Targets (issue #13): served throughput at 16 clients >= 85% of in-process; p99 at 1 client <= 1.2x the
 in-process single-sentence latency. Take numbers on a quiet machine only.
@@ -21,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -41,8 +45,7 @@ def percentiles(xs: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2)}
 
 
-def in_process(path: str, texts: list[str], threads: int, batch_size: int) -> tuple[dict, np.ndarray]:
-    enc = OnnxEncoder(path, threads=threads)
+def in_process(enc: OnnxEncoder, texts: list[str], batch_size: int) -> tuple[dict, np.ndarray]:
     enc.encode(texts[:batch_size], batch_size=batch_size)  # warm-up
     t = time.perf_counter()
     emb = enc.encode(texts, batch_size=batch_size)
@@ -53,6 +56,14 @@ def in_process(path: str, texts: list[str], threads: int, batch_size: int) -> tu
         enc.encode([s])
         lat.append(time.perf_counter() - t0)
     return {"sentences_per_s": round(len(texts) / total, 1), "single": percentiles(lat)}, emb
+
+
+def same_batches(enc: OnnxEncoder, texts: list[str], size: int) -> float:
+    """sentences/s of `encode` over consecutive batches of `size` texts (arrival order, no global sort)."""
+    t = time.perf_counter()
+    for i in range(0, len(texts), size):
+        enc.encode(texts[i:i + size], batch_size=size)
+    return len(texts) / (time.perf_counter() - t)
 
 
 def batch_stats(url: str) -> tuple[float, float]:
@@ -88,7 +99,8 @@ async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[fl
 def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
     cmd = [sys.executable, "-c", "from bellm.cli import main; main()", "serve", path, "--port", str(port),
            "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-batch-size", str(args.max_batch_size), "--max-queue", "100000", "--log-level", "warning"]
+           "--max-batch-size", str(args.max_batch_size), "--max-queue", "100000", "--log-level", "warning",
+           "--spin" if args.spin else "--no-spin"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -113,12 +125,15 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=512)
     ap.add_argument("--max-wait-ms", type=float, default=2.0)
     ap.add_argument("--max-batch-size", type=int, default=32)
+    ap.add_argument("--spin", action=argparse.BooleanOptionalAction, default=True,
+                    help="the server's onnxruntime threads busy-wait between ops (bellm serve --spin/--no-spin)")
     ap.add_argument("--port", type=int, default=0, help="0: a free port")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
     texts = sts_sentences(args.sentences)
-    ref, ref_emb = in_process(args.export, texts, args.threads, args.max_batch_size)
+    enc = OnnxEncoder(args.export, threads=args.threads)
+    ref, ref_emb = in_process(enc, texts, args.max_batch_size)
     print(f"in-process: {ref['sentences_per_s']} sentences/s (batch {args.max_batch_size}); single-sentence "
           f"latency p50 {ref['single']['p50_ms']} ms, p99 {ref['single']['p99_ms']} ms", flush=True)
     port = args.port
@@ -136,11 +151,19 @@ def main() -> None:
             n0, s0 = batch_stats(url)
             wall, lat, emb = asyncio.run(load(url, texts, c))
             n1, s1 = batch_stats(url)
+            mean_batch = (s1 - s0) / max(n1 - n0, 1)
+            proc.send_signal(signal.SIGSTOP)  # the idle server must not disturb the in-process timing
+            try:
+                same = same_batches(enc, texts, max(1, round(mean_batch)))
+            finally:
+                proc.send_signal(signal.SIGCONT)
             served[c] = {
                 "sentences_per_s": round(len(texts) / wall, 1),
                 **percentiles(lat),
-                "mean_batch": round((s1 - s0) / max(n1 - n0, 1), 2),
+                "mean_batch": round(mean_batch, 2),
                 "vs_in_process": round(len(texts) / wall / ref["sentences_per_s"], 3),
+                "in_process_same_batches": round(same, 1),
+                "vs_same_batches": round(len(texts) / wall / same, 3),
                 "max_abs_diff": float(np.abs(emb - ref_emb).max()),
             }
             print(f"{c:>3} clients: {served[c]}", flush=True)
@@ -148,7 +171,8 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=60)
     result = {
-        "export": args.export, "sentences": len(texts), "threads": args.threads, "max_wait_ms": args.max_wait_ms,
+        "export": args.export, "sentences": len(texts), "threads": args.threads, "spin": args.spin,
+        "max_wait_ms": args.max_wait_ms,
         "max_batch_size": args.max_batch_size, "in_process": ref, "served": served,
         "p99_1_client_vs_single_p99": (round(served[1]["p99_ms"] / ref["single"]["p99_ms"], 3)
                                        if 1 in served else None),

@@ -24,7 +24,7 @@ from serve_helpers import free_port, running, wait_healthy
 
 from bellm.config import ServeConfig
 from bellm.runtime import OnnxEncoder
-from bellm.serve import resolve_target
+from bellm.serve import build_app, resolve_target
 from bellm.serve.app import create_app
 from bellm.serve.batcher import split_longest_first
 from bellm.tokenize import encode_one
@@ -360,7 +360,7 @@ def test_cli_serve_answers_and_stops_cleanly_on_sigterm(export_dir: Path, rt: On
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-c", "from bellm.cli import main; main()", "serve", str(export_dir), "--port", str(port),
-           "--threads", "1", "--max-wait-ms", "1"]
+           "--threads", "1", "--max-wait-ms", "1", "--no-spin"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         wait_healthy(url, timeout=120, proc=proc)
@@ -376,6 +376,16 @@ def test_cli_serve_answers_and_stops_cleanly_on_sigterm(export_dir: Path, rt: On
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+def test_spin_off_is_set_on_the_session_and_changes_no_embedding(export_dir: Path, rt: OnnxEncoder) -> None:
+    """`bellm serve --no-spin` reaches onnxruntime's session options (idle CPU goes to the HTTP loop)."""
+    key = "session.intra_op.allow_spinning"
+    quiet = build_app(export_dir / "fp32", ServeConfig(threads=1, spin=False)).state.service.encoder
+    busy = OnnxEncoder(export_dir / "fp32", spin=True)
+    assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+    assert busy.session.get_session_options().get_session_config_entry(key) == "1"
+    np.testing.assert_array_equal(quiet.encode(SENTENCES), rt.encode(SENTENCES))
 
 
 def test_cli_serve_bad_target_is_one_line(tmp_path: Path) -> None:

@@ -8,23 +8,32 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
+from bellm.config import ServeConfig
+
+
+def _opt(field: str, flag: str | None = None) -> typer.models.OptionInfo:
+    """A typer option whose default and help are ServeConfig's (the one home of serving defaults)."""
+    info = ServeConfig.model_fields[field]
+    return typer.Option(info.default, *([flag] if flag else []), help=info.description)
 
 
 @app.command("serve")
 def serve(
     target: str = typer.Argument(..., help="an export directory (variant or root), a run id, or 'champion'"),
-    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(8080, help="TCP port"),
+    host: str = typer.Option(ServeConfig.model_fields["host"].default,
+                             help="interface to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(ServeConfig.model_fields["port"].default, help="TCP port"),
     variant: str | None = typer.Option(None, help="fp32 | fp16 | int8 (default: fp32 when the target has several)"),
     model_name: str | None = typer.Option(None, help="name reported in responses (default: run id/variant)"),
-    max_batch_size: int = typer.Option(32, help="texts per forward pass, shared by concurrent requests"),
-    max_batch_tokens: int = typer.Option(16384, help="padded tokens per forward pass (longest-first split)"),
-    max_wait_ms: float = typer.Option(2.0, help="how long a queued text may wait for batch mates"),
-    max_inputs: int = typer.Option(256, help="texts per request (more: 413)"),
-    max_chars: int = typer.Option(20000, help="characters per text (more: 413)"),
-    max_queue: int = typer.Option(4096, help="texts waiting for the model (more: 429)"),
-    truncate: bool = typer.Option(True, help="default for requests: cut texts past max_length (no: 413)"),
-    threads: int | None = typer.Option(None, help="onnxruntime intra-op threads (default: all cores)"),
+    max_batch_size: int = _opt("max_batch_size"),
+    max_batch_tokens: int = _opt("max_batch_tokens"),
+    max_wait_ms: float = _opt("max_wait_ms"),
+    max_inputs: int = _opt("max_inputs"),
+    max_chars: int = _opt("max_chars"),
+    max_queue: int = _opt("max_queue"),
+    truncate: bool = _opt("truncate", "--truncate/--no-truncate"),
+    threads: int | None = _opt("threads"),
+    spin: bool = _opt("spin", "--spin/--no-spin"),
     providers: str | None = typer.Option(None, help="comma-separated ORT providers (default: TensorRT/CUDA/CPU)"),
     artifacts: Path | None = typer.Option(None, help="registry root for run ids (default ./artifacts)"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
@@ -33,14 +42,14 @@ def serve(
     with user_errors():
         from pydantic import ValidationError
 
-        from bellm.config import ConfigError, ServeConfig
+        from bellm.config import ConfigError
         from bellm.serve import build_app, resolve_target, run_server
 
         try:
             cfg = ServeConfig(
                 host=host, port=port, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
                 max_wait_ms=max_wait_ms, max_inputs=max_inputs, max_chars=max_chars, max_queue=max_queue,
-                truncate=truncate, threads=threads,
+                truncate=truncate, threads=threads, spin=spin,
                 providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
             )
         except ValidationError as e:  # one clear line per bad option, exit 2

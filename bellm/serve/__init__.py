@@ -46,7 +46,7 @@ def build_app(path: str | os.PathLike[str], cfg: ServeConfig | None = None, mode
     from bellm.serve.app import create_app
 
     cfg = cfg or ServeConfig()
-    enc = OnnxEncoder(path, providers=cfg.providers, threads=cfg.threads)
+    enc = OnnxEncoder(path, providers=cfg.providers, threads=cfg.threads, spin=cfg.spin)
     return create_app(enc, cfg, model_name or Path(path).name)
 
 
