@@ -14,6 +14,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Subprocess flows start an ephemeral Prefect server: 20 s (Prefect's default) is too short on a loaded CI box.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# `make test` runs two pytest-xdist workers on CI's two cores: one OpenMP thread per worker (and per process a
+# test starts), since two workers x two threads oversubscribe the cores and OpenMP barriers then stall.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 

@@ -197,16 +197,6 @@ def test_bad_arguments(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.slow
-def test_real_model_fp32_parity(tmp_path: Path) -> None:
-    enc = load_encoder("smollm2-135m", bidirectional_layers=2)
-    result = export_encoder(enc, tmp_path / "real", ["fp32"], sts_gate=False)
-    fp32 = result.variants["fp32"]
-    assert fp32.published and fp32.parity["min_cosine"] >= 0.99999 and fp32.parity["max_abs_diff"] <= 1e-4
-    report = check_graph(tmp_path / "real" / "fp32" / "model.onnx")
-    assert report.ok and report.k_found == 2 and len(report.layers) == 30
-
-
 def test_export_refuses_a_foreign_nonempty_destination(tiny_model_dir: Path, tmp_path: Path) -> None:
     """`bellm export -o DIR` used to delete whatever DIR held (notes, other models) with exit code 0."""
     from typer.testing import CliRunner
