@@ -3,8 +3,9 @@
 For each engine: sentences/s at the given batch size and thread count (best of `--repeats` after a warm-up),
 min/mean cosine to fp32 on every sentence, batch/padding invariance (max |diff| between a sentence alone and
 in batches padded left/right with several pad ids, `bellm.export.invariance`), STS-B test Spearman; plus, in
-the same run, the raw fp32 GEMM rate of ONNX Runtime's MLAS (a single MatMul session) and of torch, and ORT
-fp32's model FLOP rate as a fraction of MLAS's (2 x non-embedding params x real tokens / s).
+the same run, the raw fp32 GEMM rate of ONNX Runtime's MLAS (a single 1024^3 MatMul session, and the seven
+projections of one decoder layer at the rows of an average batch: the model's own GEMM shapes) and of torch,
+and ORT fp32's model FLOP rate as a fraction of each MLAS rate (2 x non-embedding params x real tokens / s).
 
     .venv/bin/python bench/engines.py                               # embedded model, zero-shot, 512 sentences
     .venv/bin/python bench/engines.py --adapter artifacts/runs/<id>/adapter --export artifacts/runs/<id>/onnx
@@ -34,25 +35,68 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def mlas_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
-    """fp32 GEMM rate of ORT's MLAS: one MatMul (n,n)x(n,n) with a constant B, best of `repeats`."""
+def mlas_gemm_gflops(threads: int, shapes: list[tuple[int, int, int]] | None = None, repeats: int = 10) -> float:
+    """fp32 GEMM rate of ORT's MLAS over MatMuls (m,k)x(k,n) with constant B, run one after another in one
+    session, best of `repeats`; default one (1024,1024)x(1024,1024)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    b = numpy_helper.from_array(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32), "B")
-    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
-                              [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])], [b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    shapes = shapes or [(1024, 1024, 1024)]
+    rng = np.random.default_rng(0)
+    nodes, inputs, outputs, weights, feeds = [], [], [], [], {}
+    for j, (m, k, n) in enumerate(shapes):
+        weights.append(numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), f"B{j}"))
+        nodes.append(helper.make_node("MatMul", [f"A{j}", f"B{j}"], [f"C{j}"]))
+        inputs.append(helper.make_tensor_value_info(f"A{j}", TensorProto.FLOAT, [m, k]))
+        outputs.append(helper.make_tensor_value_info(f"C{j}", TensorProto.FLOAT, [m, n]))
+        feeds[f"A{j}"] = rng.standard_normal((m, k)).astype(np.float32)
+    model = helper.make_model(helper.make_graph(nodes, "gemm", inputs, outputs, weights),
+                              opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
+    onnx.checker.check_model(model)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    a = {"A": np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)}
-    onnx.checker.check_model(model)
-    sess.run(None, a)
-    return 2 * n**3 / best_seconds(lambda: sess.run(None, a), repeats) / 1e9
+    sess.run(None, feeds)
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    return flops / best_seconds(lambda: sess.run(None, feeds), repeats) / 1e9
+
+
+def ort_op_shares(model: Path, texts: list[str], enc: Any, threads: int, batch: int) -> dict[str, float]:
+    """Share of onnxruntime kernel time per op type for one `encode` pass (ORT's own profiler): says how
+    much of the model's time is GEMM at all, which bounds the fraction of the MLAS rate it can reach."""
+    import collections
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
+    opts.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        own = enc.session  # run the contract-checked encoder's tokenisation and batching on this session
+        enc.session = sess
+        try:
+            enc.encode(texts, batch_size=batch)
+        finally:
+            enc.session = own
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    per_op: collections.Counter[str] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"]
+    total = sum(per_op.values()) or 1
+    return {op: round(t / total, 4) for op, t in per_op.most_common()}
+
+
+def layer_gemm_shapes(config: Any, rows: int) -> list[tuple[int, int, int]]:
+    """The seven projections of one decoder layer as (rows, k, n) GEMMs: q, k, v, o, gate, up, down."""
+    h, i = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    return [(rows, h, q), (rows, h, kv), (rows, h, kv), (rows, q, h), (rows, h, i), (rows, h, i), (rows, i, h)]
 
 
 def main() -> None:
@@ -95,6 +139,10 @@ def main() -> None:
     tokens = sum(len(e.ids) for e in fp32.tokenize(texts))
     inner = fp32.module.backbone.decoder
     params = sum(p.numel() for p in inner.parameters()) - inner.embed_tokens.weight.numel()
+    # MLAS on the model's own GEMMs: one layer's projections with the rows of an average batch (sorted
+    # batches carry little padding, so rows ~ batch x mean tokens per sentence).
+    rows_per_batch = round(args.batch * tokens / len(texts))
+    gemm["mlas_fp32_model_shapes"] = mlas_gemm_gflops(args.threads, layer_gemm_shapes(inner.config, rows_per_batch))
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.export
@@ -130,6 +178,8 @@ def main() -> None:
             inv = check_invariance(run, encs, float("inf"), name)  # measure only: the bound is the export's job
             rows[name].update(min_cos_to_fp32=float(cos.min()), mean_cos_to_fp32=float(cos.mean()),
                               invariance_max_abs_diff=inv.max_abs_diff, stsb_test_spearman=scorer(enc))
+        op_shares = ort_op_shares(root / "fp32" / "model.onnx", texts[:128], engines["ort_fp32"], args.threads,
+                                  args.batch)
     base = rows["pytorch_fp32"]
     for r in rows.values():
         r["x_pytorch_fp32"] = r["sent_per_s"] / base["sent_per_s"]
@@ -141,6 +191,8 @@ def main() -> None:
         "model": args.model, "adapter": args.adapter, "k": args.k, "threads": args.threads, "batch": args.batch,
         "sentences": len(texts), "tokens": tokens, "non_embedding_params": params, "gemm_gflops": gemm,
         "ort_fp32_model_gflops": ort_fp32_gflops, "ort_fp32_fraction_of_mlas": ort_fp32_gflops / gemm["mlas_fp32"],
+        "ort_fp32_fraction_of_mlas_model_shapes": ort_fp32_gflops / gemm["mlas_fp32_model_shapes"],
+        "rows_per_batch": rows_per_batch, "ort_fp32_op_time_shares": op_shares,
         "native_bf16": native_bf16, "engines": rows, "load_avg_before": load_before,
         "load_avg_after": os.getloadavg(), "cpu": platform.processor() or platform.machine(),
         "command": " ".join(sys.argv),
@@ -153,7 +205,10 @@ def main() -> None:
         f"{tokens} tokens)", "",
         f"GEMM fp32: MLAS {gemm['mlas_fp32']:.1f}, torch {gemm['torch_fp32']:.1f}; torch bf16 {gemm['torch_bf16']:.1f} "
         f"GFLOP/s{bf16_note}. ORT fp32 runs the model at {ort_fp32_gflops:.1f} GFLOP/s = "
-        f"{out['ort_fp32_fraction_of_mlas']:.2f} of MLAS. Load avg before/after: {load_before[0]:.2f}/"
+        f"{out['ort_fp32_fraction_of_mlas']:.2f} of MLAS (1024^3); MLAS on the model's own GEMMs (one layer's "
+        f"projections, {rows_per_batch} rows) {gemm['mlas_fp32_model_shapes']:.1f} GFLOP/s, of which ORT fp32 reaches "
+        f"{out['ort_fp32_fraction_of_mlas_model_shapes']:.2f}; MatMul is {op_shares.get('MatMul', 0):.0%} of ORT's "
+        f"kernel time (its profiler). Load avg before/after: {load_before[0]:.2f}/"
         f"{out['load_avg_after'][0]:.2f}", "",
         "| engine | sent/s | x PyTorch fp32 | x PyTorch bf16 | min cos to fp32 | invariance max diff | STS-B test "
         "| delta |",
