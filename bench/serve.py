@@ -97,7 +97,9 @@ async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[fl
 
 
 def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", "from bellm.cli import main; main()", "serve", path, "--port", str(port),
+    # --plain-http: hide uvloop and httptools from the server, so uvicorn falls back to asyncio + h11
+    hide = "import sys; sys.modules.update(uvloop=None, httptools=None); " if args.plain_http else ""
+    cmd = [sys.executable, "-c", hide + "from bellm.cli import main; main()", "serve", path, "--port", str(port),
            "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms),
            "--max-batch-size", str(args.max_batch_size), "--max-queue", "100000", "--log-level", "warning",
            "--spin" if args.spin else "--no-spin"]
@@ -127,6 +129,8 @@ def main() -> None:
     ap.add_argument("--max-batch-size", type=int, default=32)
     ap.add_argument("--spin", action=argparse.BooleanOptionalAction, default=True,
                     help="the server's onnxruntime threads busy-wait between ops (bellm serve --spin/--no-spin)")
+    ap.add_argument("--plain-http", action="store_true",
+                    help="serve with asyncio + h11 instead of uvloop + httptools (what the C HTTP stack brings)")
     ap.add_argument("--port", type=int, default=0, help="0: a free port")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
@@ -172,6 +176,7 @@ def main() -> None:
         proc.wait(timeout=60)
     result = {
         "export": args.export, "sentences": len(texts), "threads": args.threads, "spin": args.spin,
+        "plain_http": args.plain_http,
         "max_wait_ms": args.max_wait_ms,
         "max_batch_size": args.max_batch_size, "in_process": ref, "served": served,
         "p99_1_client_vs_single_p99": (round(served[1]["p99_ms"] / ref["single"]["p99_ms"], 3)
