@@ -60,13 +60,13 @@ def conclusion(rows: list[dict[str, Any]]) -> list[str]:
         if r.get("significant") is None:
             continue
         verdict = (
-            "significantly better"
+            "significantly better than"
             if r["significant"] == "yes" and r["delta_vs_k0"] > 0
-            else "significantly worse"
+            else "significantly worse than"
             if r["significant"] == "yes"
-            else "not distinguishable"
+            else "not distinguishable from"
         )
-        lines.append(f"- k={r['k']}, {r['pooling']}: Δ avg {r['delta_vs_k0']:+.2f} {r['ci95']} → {verdict} from k=0")
+        lines.append(f"- k={r['k']}, {r['pooling']}: Δ avg {r['delta_vs_k0']:+.2f} {r['ci95']} → {verdict} k=0")
     return lines
 
 
