@@ -133,7 +133,7 @@ def setting_key(setting: dict[str, Any]) -> str:
 
 def default_setting() -> dict[str, Any]:
     """The setting of a plain `bellm run` (quick profile, no overrides): its champion is `<root>/champion`."""
-    from bellm.config import build_config
+    from bellm.profiles import build_config
 
     return setting_of(build_config("quick").model_dump(mode="json"))
 

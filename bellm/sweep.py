@@ -22,10 +22,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bellm.ablation import to_csv, to_markdown
-from bellm.config import RunConfig, build_config
+from bellm.config import RunConfig
 from bellm.errors import InputError
 from bellm.io import sha256_file, sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR
+from bellm.profiles import build_config
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ def main() -> None:
 
     import torch
 
-    from bellm.config import build_config
     from bellm.io import write_json_atomic
+    from bellm.profiles import build_config
     from bellm.training import train
 
     torch.set_num_threads(args.threads)

@@ -21,9 +21,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from bellm.ablation import AblationConfig, grid, paired_bootstrap, plot, table_rows, to_csv, to_markdown
-from bellm.config import build_config
 from bellm.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bellm.paths import REPO_ROOT
+from bellm.profiles import build_config
 from bellm.registry import root_dir
 from flows.runners import Runner, run_trials
 from tasks.ablation import run_trial

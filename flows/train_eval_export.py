@@ -16,8 +16,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from bellm.config import GateConfig, build_config, preflight
+from bellm.config import GateConfig, preflight
 from bellm.precision import fastest_faithful_engine
+from bellm.profiles import build_config
 from tasks.data import prepare_data
 from tasks.evaluate import enforce_gates_task, evaluate_suite
 from tasks.export import export_variants, export_zero_shot
@@ -47,7 +48,7 @@ def gate_subset(gates: GateConfig, tasks: dict[str, Any]) -> dict[str, Any]:
 def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a BeLLM encoder, gate it on STS, report, export ONNX, register (and maybe promote) the run.
 
-    `profile`: a name in `bellm.config.PROFILES` (quick, standard, paper, smoke). `overrides`: dotted keys or
+    `profile`: a name in `bellm.profiles.PROFILES` (quick, standard, paper, smoke). `overrides`: dotted keys or
     nested sections of the run config, e.g. {"train.max_steps": 50, "encoder.pooling": "mean"}.
     """
     log = get_run_logger()

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bellm.cli import _register, app
-from bellm.config import build_config
+from bellm.profiles import build_config
 
 _register()
 runner = CliRunner()

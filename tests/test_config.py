@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bellm.config import PROFILES, ConfigError, build_config
+from bellm.config import ConfigError
+from bellm.profiles import PROFILES, build_config
 
 
 def test_defaults_and_profiles_validate() -> None:
@@ -90,7 +91,8 @@ def test_config_file_must_be_a_json_object(tmp_path: Path) -> None:
 def test_profile_names_are_exactly_the_profiles() -> None:
     from typing import get_args
 
-    from bellm.config import PROFILE_SUMMARY, ProfileName
+    from bellm.config import ProfileName
+    from bellm.profiles import PROFILE_SUMMARY
 
     assert set(get_args(ProfileName)) == set(PROFILES) == set(PROFILE_SUMMARY)
     for name in PROFILES:  # every profile that can be promoted has an absolute gate and a regression limit

@@ -11,11 +11,11 @@ from bellm.config import (
     ConfigError,
     DegenerateConfigWarning,
     EncoderConfig,
-    build_config,
     encoder_config,
     missing_requirements,
     preflight,
 )
+from bellm.profiles import build_config
 
 
 @pytest.mark.parametrize(

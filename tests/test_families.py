@@ -63,7 +63,7 @@ def test_family_of_without_a_model_type() -> None:
 
 
 def test_unknown_family_cannot_be_trained(tiny_model_factory, tmp_path: Path) -> None:
-    from bellm.config import build_config
+    from bellm.profiles import build_config
     from bellm.training import train
 
     gemma = str(tiny_model_factory("gemma", 2))

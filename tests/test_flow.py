@@ -51,7 +51,7 @@ def task_states(flow_run_id: Any) -> dict[str, list[str]]:
 
 
 def _setting(ov: dict[str, Any]) -> dict[str, Any]:
-    from bellm.config import build_config
+    from bellm.profiles import build_config
     from bellm.registry import setting_of
 
     return setting_of(build_config("quick", ov).model_dump(mode="json"))
@@ -148,7 +148,8 @@ def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> No
     """A code fix, an edited eval file or another dtype must never be answered from a cached result."""
     import tasks.evaluate as ev
     import tasks.train as tr
-    from bellm.config import EncoderConfig, build_config
+    from bellm.config import EncoderConfig
+    from bellm.profiles import build_config
 
     cfg = build_config("quick")
     key = tr.train_key(cfg, {"a": "1"}, "base")
@@ -170,7 +171,7 @@ def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> No
 
 def test_train_cache_key_recomputes_when_the_adapter_is_gone(tmp_path: Path, monkeypatch) -> None:
     import tasks.train as tr
-    from bellm.config import build_config
+    from bellm.profiles import build_config
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path))
     cfg = build_config("quick")

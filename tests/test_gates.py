@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bellm.config import GateConfig, build_config
+from bellm.config import GateConfig
 from bellm.gates import GateFailed, check_gates, enforce_gates
+from bellm.profiles import build_config
 
 
 def result(avg: float | None = 75.0, **tasks: float | None) -> dict:

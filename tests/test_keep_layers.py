@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bellm.cli import _register, app
-from bellm.config import ConfigError, build_config
+from bellm.config import ConfigError
 from bellm.export.parity import PARITY_SENTENCES
+from bellm.profiles import build_config
 
 _register()
 runner = CliRunner()

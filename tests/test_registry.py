@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bellm.config import build_config
 from bellm.io import atomic_path, write_json_atomic
+from bellm.profiles import build_config
 from bellm.registry import (
     RegistryError,
     champion,

@@ -311,7 +311,7 @@ def _batch_stats(url: str) -> tuple[float, float]:
 
 
 def test_resolve_run_id_and_champion(export_dir: Path, tmp_path: Path) -> None:
-    from bellm.config import build_config
+    from bellm.profiles import build_config
     from bellm.registry import new_run, promote
 
     run = new_run(tmp_path, "quick", build_config("quick").model_dump(mode="json"))  # the default setting

@@ -80,7 +80,8 @@ def test_template_needs_a_real_text_field() -> None:
 
 
 def test_config_rejects_a_literal_text_field() -> None:
-    from bellm.config import ConfigError, build_config
+    from bellm.config import ConfigError
+    from bellm.profiles import build_config
 
     with pytest.raises(ConfigError, match="encoder.prompt"):
         build_config("smoke", ["encoder.prompt={{text}}"])

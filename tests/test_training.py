@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bellm.config import build_config
+from bellm.profiles import build_config
 from bellm.training.batches import (
     DataPosition,
     batch_stream,
@@ -253,7 +253,7 @@ def test_cli_train_reports_config_errors_cleanly(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "train.lr" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["train", "--output", str(tmp_path), "--profile", "nope"])
     assert res.exit_code == 2 and "unknown profile" in res.output
-    from bellm.config import PROFILES
+    from bellm.profiles import PROFILES
 
     assert PROFILES["quick"]["train"]["lr"] > 0  # a bad override never leaks into the shared profiles
 
@@ -402,7 +402,7 @@ def test_adapter_bytes_do_not_depend_on_the_process(tiny_model_dir: Path, tmp_pa
     import sys
 
     code = (
-        "import sys, torch; from pathlib import Path; from bellm.config import build_config;"
+        "import sys, torch; from pathlib import Path; from bellm.profiles import build_config;"
         "from bellm.models import resolve_source; from bellm.io import sha256_dir;"
         "from bellm.training.model import build_lora_module, declare_base_model;"
         "cfg = build_config('smoke', {'model': {'source': sys.argv[1]}});"

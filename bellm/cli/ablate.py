@@ -37,7 +37,7 @@ def ablate(
     """
     from bellm.ablation import AblationConfig
     from bellm.cli.run import prefect_env
-    from bellm.config import build_config, parse_override
+    from bellm.profiles import build_config, parse_override
 
     with user_errors():
         overrides = {}

@@ -92,9 +92,10 @@ def eval_command(
       bellm eval --adapter runs/x/adapter --suite gate --min-task stsb_dev=75 --champion registry --max-regression 1\n
       bellm eval --baseline minilm --suite full
     """
-    from bellm.config import GateConfig, build_config
+    from bellm.config import GateConfig
     from bellm.evaluation import evaluate_with_scores
     from bellm.gates import check_gates
+    from bellm.profiles import build_config
 
     with user_errors():
         gates = build_config(file=config).eval.gates if config else GateConfig()

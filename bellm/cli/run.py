@@ -12,7 +12,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
-from bellm.config import profiles_help
+from bellm.profiles import profiles_help
 
 
 def prefect_env() -> None:
@@ -56,12 +56,13 @@ def run(
     Uses a Prefect server if PREFECT_API_URL is set, otherwise Prefect's ephemeral mode. Results land in
     artifacts/runs/<timestamp>-<id>/ (see artifacts/README.md); exit code 1 if a gate or check fails.
     """
-    from bellm.config import build_config, preflight, read_config_file
+    from bellm.config import preflight
+    from bellm.profiles import build_config, read_config_file
 
     with user_errors():
         overrides: dict = read_config_file(config) if config else {}
         for item in set_:
-            from bellm.config import parse_override
+            from bellm.profiles import parse_override
 
             keys, value = parse_override(item)
             overrides[".".join(keys)] = value

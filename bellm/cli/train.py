@@ -34,8 +34,9 @@ def train_cmd(
     With train.nproc_per_node > 1 it relaunches itself under torchrun (DDP: gloo on CPU, NCCL on GPU);
     the global batch is batch_size × processes × grad_accum.
     """
-    from bellm.config import build_config, preflight
+    from bellm.config import preflight
     from bellm.io import write_json_atomic
+    from bellm.profiles import build_config
     from bellm.training.distributed import launched_by_torchrun
 
     with user_errors():
