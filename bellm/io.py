@@ -109,6 +109,18 @@ def write_json_atomic(dest: str | os.PathLike[str], obj: Any) -> Path:
     return write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def read_json_object(path: str | os.PathLike[str], what: str, error: type[Exception]) -> dict[str, Any]:
+    """The JSON object in `path` (a config file, a sweep spec), or `error("<path>: ...")` saying why not:
+    unreadable, not UTF-8, not JSON (with line and column), or not an object."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path}: cannot read {what} ({e})") from None
+    if not isinstance(doc, dict):
+        raise error(f"{path}: {what} must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
 def write_bytes_atomic(dest: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bellm.config import ConfigError, RunConfig
+from bellm.io import read_json_object
 from bellm.paths import STS_DIR
 
 PROFILE_SUMMARY: dict[str, str] = {  # one line each, for --help (a test checks the keys equal PROFILES)
@@ -116,13 +117,7 @@ def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
 
 def read_config_file(file: str | Path) -> dict[str, Any]:
     """A JSON object of config overrides (nested sections and/or dotted keys)."""
-    try:
-        doc = json.loads(Path(file).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{file}: cannot read config ({e})") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{file}: a config file must hold a JSON object of overrides, got a {type(doc).__name__}")
-    return doc
+    return read_json_object(file, "a config file of overrides", ConfigError)
 
 
 def build_config(

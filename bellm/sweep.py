@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bellm.ablation import to_csv, to_markdown
 from bellm.config import RunConfig
 from bellm.errors import InputError
-from bellm.io import sha256_file, sha256_text, write_json_atomic, write_text_atomic
+from bellm.io import read_json_object, sha256_file, sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR
 from bellm.profiles import build_config
 
@@ -76,13 +76,7 @@ class SweepSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> SweepSpec:
-        try:
-            tree = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"{path}: cannot read sweep spec ({e})") from None
-        if not isinstance(tree, dict):
-            raise InputError(f"{path}: a sweep spec is a JSON object, got {type(tree).__name__}")
-        return cls.model_validate(tree)
+        return cls.model_validate(read_json_object(path, "the sweep spec", InputError))
 
 
 def trial_config(spec: SweepSpec, name: str) -> RunConfig:

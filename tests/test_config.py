@@ -98,3 +98,15 @@ def test_profile_names_are_exactly_the_profiles() -> None:
     for name in PROFILES:  # every profile that can be promoted has an absolute gate and a regression limit
         gates = build_config(name).eval.gates
         assert name == "smoke" or (gates.min_task and gates.max_regression is not None), name
+
+
+def test_config_file_errors_name_the_file_and_the_reason(tmp_path: Path) -> None:
+    from bellm.profiles import read_config_file
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"train": {"lr": 1e-4,}}')
+    with pytest.raises(ConfigError, match=r"bad\.json: cannot read a config file of overrides .*line 1"):
+        read_config_file(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"bad\.json: a config file of overrides must be a JSON object, got list"):
+        read_config_file(bad)
