@@ -243,7 +243,7 @@ class ServeConfig(_Section):
     truncate: bool = Field(True, description="default for requests: cut over-long texts (False: 413)")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads (None: all cores)")
     spin: bool = Field(True, description="onnxruntime threads busy-wait between ops (False leaves idle CPU to "
-                       "the HTTP loop; matters on small machines)")
+                       "the HTTP loop, but was not faster on 2 cores and raised single-client latency)")
     providers: list[str] | None = Field(None, description="ORT providers (None: TensorRT/CUDA/CPU as present)")
     drain_timeout_s: float = Field(30.0, ge=0, description="on shutdown, how long in-flight requests may finish")
 

@@ -11,18 +11,17 @@ from bellm.cli.common import user_errors
 from bellm.config import ServeConfig
 
 
-def _opt(field: str, flag: str | None = None) -> typer.models.OptionInfo:
-    """A typer option whose default and help are ServeConfig's (the one home of serving defaults)."""
+def _opt(field: str, flag: str | None = None, help: str | None = None) -> typer.models.OptionInfo:
+    """A typer option whose default (and help, unless given) are ServeConfig's: the one home of serving defaults."""
     info = ServeConfig.model_fields[field]
-    return typer.Option(info.default, *([flag] if flag else []), help=info.description)
+    return typer.Option(info.default, *([flag] if flag else []), help=help or info.description)
 
 
 @app.command("serve")
 def serve(
     target: str = typer.Argument(..., help="an export directory (variant or root), a run id, or 'champion'"),
-    host: str = typer.Option(ServeConfig.model_fields["host"].default,
-                             help="interface to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(ServeConfig.model_fields["port"].default, help="TCP port"),
+    host: str = _opt("host", help="interface to listen on (0.0.0.0: every interface)"),
+    port: int = _opt("port", help="TCP port"),
     variant: str | None = typer.Option(None, help="fp32 | fp16 | int8 (default: fp32 when the target has several)"),
     model_name: str | None = typer.Option(None, help="name reported in responses (default: run id/variant)"),
     max_batch_size: int = _opt("max_batch_size"),
