@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -97,6 +98,17 @@ async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[fl
     return wall, lat, out
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all threads (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
     # --plain-http: hide uvloop and httptools from the server, so uvicorn falls back to asyncio + h11
     hide = "import sys; sys.modules.update(uvloop=None, httptools=None); " if args.plain_http else ""
@@ -155,7 +167,9 @@ def main() -> None:
     try:
         for c in (int(x) for x in args.clients.split(",")):
             n0, s0 = batch_stats(url)
+            cpu_client, cpu_server = self_cpu_seconds(), proc_cpu_seconds(proc.pid)
             wall, lat, emb = asyncio.run(load(url, texts, c))
+            cpu_client, cpu_server = self_cpu_seconds() - cpu_client, proc_cpu_seconds(proc.pid) - cpu_server
             n1, s1 = batch_stats(url)
             mean_batch = (s1 - s0) / max(n1 - n0, 1)
             proc.send_signal(signal.SIGSTOP)  # the idle server must not disturb the in-process timing
@@ -167,6 +181,10 @@ def main() -> None:
                 "sentences_per_s": round(len(texts) / wall, 1),
                 **percentiles(lat),
                 "mean_batch": round(mean_batch, 2),
+                # CPU seconds over the load, as a share of the machine (cores x wall): what the load generator
+                # took from the model on a shared machine, and what the server used (ORT threads included)
+                "client_cpu_share": round(cpu_client / (os.cpu_count() * wall), 3),
+                "server_cpu_share": round(cpu_server / (os.cpu_count() * wall), 3),
                 "vs_in_process": round(len(texts) / wall / ref["sentences_per_s"], 3),
                 "in_process_same_batches": round(same, 1),
                 "vs_same_batches": round(len(texts) / wall / same, 3),

@@ -26,8 +26,8 @@ from bellm.config import ServeConfig
 from bellm.runtime import OnnxEncoder
 from bellm.serve import build_app, resolve_target
 from bellm.serve.app import create_app
-from bellm.serve.batcher import split_longest_first
-from bellm.tokenize import encode_one
+from bellm.serve.batcher import Batcher, measure_call_overhead, plan_chunks
+from bellm.tokenize import Encoded, encode_one
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -62,14 +62,85 @@ def post(url: str, path: str, body: object) -> httpx.Response:
     return httpx.post(url + path, json=body, timeout=30)
 
 
-def test_split_longest_first_respects_the_token_budget() -> None:
+def _partitions(items: list[int]):
+    """Every set partition of `items` (brute force for small n)."""
+    if not items:
+        yield []
+        return
+    head, rest = items[0], items[1:]
+    for part in _partitions(rest):
+        for i in range(len(part)):
+            yield part[:i] + [[head, *part[i]]] + part[i + 1:]
+        yield [[head], *part]
+
+
+def _cost(chunks: list[list[int]], lengths: list[int], overhead: float) -> float:
+    return sum(overhead + len(c) * max(lengths[i] for i in c) for c in chunks)
+
+
+def test_plan_chunks_respects_the_token_budget_and_sorts_longest_first() -> None:
     lengths = [3, 9, 5, 9, 1, 30]
-    chunks = split_longest_first(lengths, max_tokens=20)
+    chunks = plan_chunks(lengths, max_tokens=20, overhead_tokens=1e9)
     assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
-    flat = [lengths[i] for c in chunks for i in c]
-    assert flat == sorted(lengths, reverse=True)  # longest first
+    assert [lengths[i] for c in chunks for i in c] == sorted(lengths, reverse=True)
     assert chunks[0] == [5]  # longer than the budget on its own: a chunk of one
     assert all(len(c) * lengths[c[0]] <= 20 for c in chunks[1:])
+    assert len(chunks) == 3  # a huge per-pass cost: as few passes as the budget allows (30 | 9,9 | 5,3,1)
+
+
+def test_plan_chunks_splits_off_an_outlier_only_when_the_padding_is_worth_a_pass() -> None:
+    lengths = [17, 17, 16, 40, 17, 18, 16, 17]  # one 40-token text among ~17-token ones
+    assert plan_chunks(lengths, 16384, overhead_tokens=16) == [[3], [5, 0, 1, 4, 7, 2, 6]]
+    assert plan_chunks(lengths, 16384, overhead_tokens=500) == [[3, 5, 0, 1, 4, 7, 2, 6]]
+    assert plan_chunks([12] * 5, 16384, overhead_tokens=0) == [[0, 1, 2, 3, 4]]  # nothing to save
+
+
+def test_plan_chunks_is_optimal_against_brute_force() -> None:
+    rng = random.Random(0)
+    for _ in range(60):
+        n = rng.randint(1, 7)
+        lengths = [rng.randint(1, 40) for _ in range(n)]
+        overhead, budget = rng.choice([0.0, 4.0, 16.0, 100.0]), rng.choice([40, 80, 16384])
+        got = plan_chunks(lengths, budget, overhead)
+        feasible = [p for p in _partitions(list(range(n)))
+                    if all(len(c) == 1 or len(c) * max(lengths[i] for i in c) <= budget for c in p)]
+        assert sorted(i for c in got for i in c) == list(range(n))
+        assert all(len(c) == 1 or len(c) * lengths[c[0]] <= budget for c in got)
+        assert _cost(got, lengths, overhead) == pytest.approx(min(_cost(p, lengths, overhead) for p in feasible))
+
+
+def test_batcher_runs_the_oldest_texts_chunk_and_replans_the_rest() -> None:
+    """A long oldest text runs alone; the short ones wait one pass and run together, each row its own result."""
+    shapes: list[tuple[int, int]] = []
+
+    def run_batch(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:  # (B,S) → (B,2)
+        shapes.append(ids.shape)
+        return np.stack([(ids * mask).sum(1), mask.sum(1)], axis=1).astype(np.float32)
+
+    def enc(n: int, tag: int) -> Encoded:
+        return Encoded(ids=[tag] * n, span=(0, n), truncated=False)
+
+    async def main() -> list[np.ndarray]:
+        b = Batcher(run_batch, 2, max_batch_size=32, overhead_tokens=16)
+        b.start()
+        jobs = [b.submit([enc(40, 1)])] + [b.submit([enc(17, t), enc(16, t)]) for t in range(2, 6)]
+        out = await asyncio.gather(*jobs)
+        await b.close()
+        return out
+
+    out = asyncio.run(main())
+    assert shapes == [(1, 40), (8, 17)]
+    assert out[0].tolist() == [[40.0, 40.0]]
+    for t, res in zip(range(2, 6), out[1:], strict=True):
+        assert res.tolist() == [[17.0 * t, 17.0], [16.0 * t, 16.0]]
+
+
+def test_measure_call_overhead_fits_a_fixed_cost_per_pass() -> None:
+    def run_batch(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
+        time.sleep(0.02 + 0.0005 * ids.size)  # 20 ms per pass + 0.5 ms per padded token → 40 tokens
+        return np.zeros((ids.shape[0], 2), dtype=np.float32)
+
+    assert measure_call_overhead(run_batch, repeats=2) == pytest.approx(40, rel=0.25)
 
 
 def test_openai_float_and_base64_match_encode(url: str, rt: OnnxEncoder) -> None:

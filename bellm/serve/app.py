@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bellm import __version__
 from bellm.config import ServeConfig
 from bellm.runtime import OnnxEncoder
-from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown
+from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown, measure_call_overhead
 from bellm.serve.metrics import Metrics
 from bellm.tokenize import Encoded, encode_one, unique_texts
 
@@ -109,7 +109,14 @@ class EmbeddingService:
     def __init__(self, encoder: OnnxEncoder, cfg: ServeConfig, metrics: Metrics) -> None:
         self.encoder, self.cfg, self.metrics = encoder, cfg, metrics
         self.batcher = Batcher(encoder.run_batch, encoder.dim, cfg.max_batch_size, cfg.max_batch_tokens,
-                               cfg.max_wait_ms / 1000.0, cfg.max_queue, metrics)
+                               cfg.max_wait_ms / 1000.0, cfg.max_queue, metrics,
+                               overhead_tokens=cfg.call_overhead_tokens or 0.0)
+
+    def calibrate(self) -> None:
+        """Warm the session up and, unless configured, measure a forward pass's fixed cost (worker thread)."""
+        self.encoder.encode(["warm-up"])
+        if self.cfg.call_overhead_tokens is None:
+            self.batcher.overhead_tokens = measure_call_overhead(self.encoder.run_batch)
 
     def _tokenize(self, texts: list[str]) -> tuple[list[Encoded], np.ndarray]:
         uniq, inverse = unique_texts(texts)
@@ -213,7 +220,7 @@ def create_app(encoder: OnnxEncoder, cfg: ServeConfig | None = None, model_name:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.get_running_loop().run_in_executor(None, encoder.encode, ["warm-up"])
+        await asyncio.get_running_loop().run_in_executor(None, service.calibrate)
         service.batcher.start()
         try:
             yield
@@ -284,7 +291,8 @@ def create_app(encoder: OnnxEncoder, cfg: ServeConfig | None = None, model_name:
     @app.get("/info")
     async def info() -> Response:
         server = {"model_id": model_name, "bellm_version": __version__, "providers": encoder.providers,
-                  "path": str(encoder.path), **cfg.model_dump(exclude={"host", "port"})}
+                  "path": str(encoder.path), **cfg.model_dump(exclude={"host", "port"}),
+                  "call_overhead_tokens": round(service.batcher.overhead_tokens, 2)}
         return _json({**encoder.contract, "server": server})
 
     @app.get("/metrics")
