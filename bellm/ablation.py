@@ -95,6 +95,36 @@ def paired_bootstrap(
     return out
 
 
+def bootstrap_all(trials: dict[str, dict[str, Any]], n: int, seed: int) -> dict[str, Any]:
+    """CIs of Δ vs the k=0 trial with the same pooling, for trained and zero-shot trials."""
+    cis: dict[str, Any] = {}
+    for key in ("trained", "zero_shot"):
+        for name, t in trials.items():
+            raw, base_name = t.get(f"{key}_raw"), f"k0-{t['pooling']}"
+            base = trials.get(base_name, {}).get(f"{key}_raw")
+            if raw is None or base is None or t["k"] == 0:
+                continue
+            cis[f"{key}:{name}"] = paired_bootstrap(raw["cosines"], base["cosines"], raw["gold"], n, seed)
+    return cis
+
+
+def conclusion(rows: list[dict[str, Any]]) -> list[str]:
+    """Plain-language lines: which trials differ significantly from k=0, in which direction."""
+    lines = []
+    for r in rows:
+        if r.get("significant") is None:
+            continue
+        verdict = (
+            "significantly better than"
+            if r["significant"] == "yes" and r["delta_vs_k0"] > 0
+            else "significantly worse than"
+            if r["significant"] == "yes"
+            else "not distinguishable from"
+        )
+        lines.append(f"- k={r['k']}, {r['pooling']}: Δ avg {r['delta_vs_k0']:+.2f} {r['ci95']} → {verdict} k=0")
+    return lines
+
+
 def _interval(point: float, samples: np.ndarray) -> dict[str, float]:
     lo, hi = np.nanpercentile(samples, [2.5, 97.5])
     return {

@@ -20,7 +20,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from bellm.ablation import AblationConfig, grid, paired_bootstrap, plot, table_rows, to_csv, to_markdown
+from bellm.ablation import AblationConfig, bootstrap_all, conclusion, grid, plot, table_rows, to_csv, to_markdown
 from bellm.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bellm.paths import REPO_ROOT
 from bellm.profiles import build_config
@@ -38,36 +38,6 @@ def trials_store(artifacts_dir: str | None) -> Path:
 
 def _label(trial: dict[str, Any]) -> str:
     return f"{'trained' if trial['trained'] else 'zero_shot'}:k{trial['k']}-{trial['pooling']}"
-
-
-def bootstrap_all(trials: dict[str, dict[str, Any]], n: int, seed: int) -> dict[str, Any]:
-    """CIs of Δ vs the k=0 trial with the same pooling, for trained and zero-shot trials."""
-    cis: dict[str, Any] = {}
-    for key in ("trained", "zero_shot"):
-        for name, t in trials.items():
-            raw, base_name = t.get(f"{key}_raw"), f"k0-{t['pooling']}"
-            base = trials.get(base_name, {}).get(f"{key}_raw")
-            if raw is None or base is None or t["k"] == 0:
-                continue
-            cis[f"{key}:{name}"] = paired_bootstrap(raw["cosines"], base["cosines"], raw["gold"], n, seed)
-    return cis
-
-
-def conclusion(rows: list[dict[str, Any]]) -> list[str]:
-    """Plain-language lines: which trials differ significantly from k=0, in which direction."""
-    lines = []
-    for r in rows:
-        if r.get("significant") is None:
-            continue
-        verdict = (
-            "significantly better than"
-            if r["significant"] == "yes" and r["delta_vs_k0"] > 0
-            else "significantly worse than"
-            if r["significant"] == "yes"
-            else "not distinguishable from"
-        )
-        lines.append(f"- k={r['k']}, {r['pooling']}: Δ avg {r['delta_vs_k0']:+.2f} {r['ci95']} → {verdict} k=0")
-    return lines
 
 
 @flow(name="bellm-ablation", log_prints=True)

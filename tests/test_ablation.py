@@ -13,7 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bellm.ablation import AblationConfig, grid, paired_bootstrap, table_rows, to_csv, to_markdown
+from bellm.ablation import (
+    AblationConfig,
+    bootstrap_all,
+    conclusion,
+    grid,
+    paired_bootstrap,
+    table_rows,
+    to_csv,
+    to_markdown,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,6 +59,30 @@ def test_table_rows_and_formats() -> None:
     rows = table_rows(trials, cis)
     assert rows[1]["delta_vs_k0"] == 5.0 and rows[1]["significant"] == "yes" and rows[0]["significant"] is None
     assert "| k2-mean |" in to_markdown(rows) and to_csv(rows).startswith("trial,k,pooling")
+
+
+def test_bootstrap_all_pairs_each_trial_with_k0_of_its_pooling_and_conclusion_reads_it() -> None:
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 400)
+    raw = {
+        "k0-mean": gold + rng.normal(0, 2.0, 400),  # weak
+        "k2-mean": gold + rng.normal(0, 0.5, 400),  # clearly better than k0-mean
+        "k2-last": gold + rng.normal(0, 2.0, 400),  # no k0-last baseline: not bootstrapped
+    }
+    trials = {n: {"k": int(n[1]), "pooling": n.split("-")[1],
+                  "trained_raw": {"cosines": {"stsb": v.tolist()}, "gold": {"stsb": gold.tolist()}}}
+              for n, v in raw.items()}
+    cis = bootstrap_all(trials, n=200, seed=0)
+    assert set(cis) == {"trained:k2-mean"} and cis["trained:k2-mean"]["avg"]["significant"]
+    rows = [{"k": 2, "pooling": "mean", "significant": "yes", "delta_vs_k0": 3.1, "ci95": "[2.0, 4.2]"},
+            {"k": 1, "pooling": "mean", "significant": "yes", "delta_vs_k0": -1.0, "ci95": "[-2, -0.1]"},
+            {"k": 3, "pooling": "mean", "significant": "no", "delta_vs_k0": 0.2, "ci95": "[-1, 1.4]"},
+            {"k": 0, "pooling": "mean", "significant": None}]
+    assert conclusion(rows) == [
+        "- k=2, mean: Δ avg +3.10 [2.0, 4.2] → significantly better than k=0",
+        "- k=1, mean: Δ avg -1.00 [-2, -0.1] → significantly worse than k=0",
+        "- k=3, mean: Δ avg +0.20 [-1, 1.4] → not distinguishable from k=0",
+    ]
 
 
 def _ablate_cmd(tiny: Path, arts: Path) -> list[str]:
