@@ -156,6 +156,8 @@ def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.P
            "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms),
            "--max-batch-size", str(args.max_batch_size), "--max-queue", "100000", "--log-level", "warning",
            "--spin" if args.spin else "--no-spin"]
+    if args.call_overhead_tokens is not None:
+        cmd += ["--call-overhead-tokens", str(args.call_overhead_tokens)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -184,6 +186,9 @@ def main() -> None:
                     help="the server's onnxruntime threads busy-wait between ops (bellm serve --spin/--no-spin)")
     ap.add_argument("--plain-http", action="store_true",
                     help="serve with asyncio + h11 instead of uvloop + httptools (what the C HTTP stack brings)")
+    ap.add_argument("--call-overhead-tokens", type=float, default=None,
+                    help="bellm serve --call-overhead-tokens (default: measured by the server; 1e6: never cut a "
+                         "batch by length, the batching before plan_chunks)")
     ap.add_argument("--client", choices=("httpx", "raw"), default="httpx",
                     help="load generator: httpx.AsyncClient, or raw keep-alive HTTP/1.1 on asyncio streams (less "
                          "client CPU on the machine the server shares)")
@@ -206,6 +211,7 @@ def main() -> None:
             port = s.getsockname()[1]
     proc = start_server(args.export, port, args)
     url = f"http://127.0.0.1:{port}"
+    server_info = httpx.get(url + "/info").json()["server"]
     served = {}
     try:
         for c in (int(x) for x in args.clients.split(",")):
@@ -242,7 +248,8 @@ def main() -> None:
         "repeats": args.repeats,
         "plain_http": args.plain_http, "client": args.client,
         "max_wait_ms": args.max_wait_ms,
-        "max_batch_size": args.max_batch_size, "in_process": ref, "served": served,
+        "max_batch_size": args.max_batch_size, "call_overhead_tokens": args.call_overhead_tokens,
+        "server_call_overhead_tokens": server_info.get("call_overhead_tokens"), "in_process": ref, "served": served,
         "p99_1_client_vs_single_p99": (round(served[1]["p99_ms"] / ref["single"]["p99_ms"], 3)
                                        if 1 in served else None),
         "p99_1_client_vs_single_p50": (round(served[1]["p99_ms"] / ref["single"]["p50_ms"], 3)
