@@ -238,7 +238,7 @@ class ServeConfig(_Section):
     max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass (longest-first split)")
     call_overhead_tokens: float | None = Field(
         None, ge=0, description="one forward pass's fixed cost in padded tokens: a batch is split by length where "
-        "that saves more padding (None: measured on the model at start-up, ~16 on 2 AVX2 cores)")
+        "that saves more padding (None: measured on the model at start-up; 10-18 on 2 AVX2 cores)")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the oldest queued text waits for company")
     max_inputs: int = Field(256, ge=1, description="texts per request (more: 413)")
     max_chars: int = Field(20000, ge=1, description="characters per text (more: 413)")

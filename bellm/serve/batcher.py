@@ -85,21 +85,23 @@ def plan_chunks(lengths: Sequence[int], max_tokens: int, overhead_tokens: float)
     return chunks[::-1]
 
 
-def measure_call_overhead(run_batch: RunBatch, repeats: int = 3) -> float:
+def measure_call_overhead(
+    run_batch: RunBatch, repeats: int = 3, clock: Callable[[], float] = time.perf_counter
+) -> float:
     """`overhead_tokens` for `plan_chunks`: the fixed cost of one forward pass in units of one padded token.
 
     Fits t = a + b x tokens through the best of `repeats` timings of a (1, 8) and an (8, 32) batch and returns
-    a / b (~16 on 2 AVX2 cores for SmolLM2-135M fp32; a GPU's per-call cost dwarfs its per-token cost, so it
-    hardly ever splits there).
+    a / b (10-18 on 2 AVX2 cores for SmolLM2-135M fp32, `bench/pass_cost.py`; a GPU's per-call cost dwarfs
+    its per-token cost, so it hardly ever splits there).
     """
 
     def best(rows: int, seq: int) -> float:
         ones = np.ones((rows, seq), dtype=np.int64)
         times = []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t = clock()
             run_batch(ones, ones, ones)
-            times.append(time.perf_counter() - t)
+            times.append(clock() - t)
         return min(times)
 
     small, large = best(1, 8), best(8, 32)
