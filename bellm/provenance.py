@@ -3,8 +3,11 @@
 Every cache key (Prefect task caches for training, evaluation and ablation trials, the training
 directory, the embedding cache's model fingerprint) includes `code_fingerprint()`, so a fixed bug can
 never hide behind a result cached by the buggy code. It hashes the package version and the source of
-the `bellm` modules that can change the result (all of them by default; the embedding cache uses only
-the modules on the encoding path, so editing e.g. the CLI does not throw away cached embeddings).
+the `bellm` modules that can change the result: by default every module except those in
+`NON_NUMERIC` (the CLI, the HTTP server, reports, the registry, sweep/ablation aggregation: code that
+never runs on the way from text and weights to a number, which a test checks by importing the numeric
+entry points), so editing the server does not retrain, re-export or re-evaluate anything. The embedding
+cache uses only the modules on the encoding path.
 """
 
 from __future__ import annotations
@@ -19,13 +22,30 @@ ENCODING_MODULES: tuple[str, ...] = (
     "backbone.py", "encoder.py", "masks.py", "models.py", "pooling.py", "prompts.py", "tokenize.py",
 )
 
+# Modules (files or packages, relative to `bellm/`) that no training, evaluation or export result can
+# depend on: they only present, serve, store or aggregate results. tests/test_provenance.py checks that
+# none of them is imported by the numeric entry points.
+NON_NUMERIC: tuple[str, ...] = (
+    "ablation.py", "cli", "gates.py", "liveness.py", "registry.py", "report.py", "serve", "sweep.py",
+)
+
+
+def _numeric(f: Path) -> bool:
+    rel = f.relative_to(PACKAGE_DIR)
+    return rel.parts[0] not in NON_NUMERIC
+
 
 @functools.cache
 def code_fingerprint(modules: tuple[str, ...] | None = None) -> str:
-    """sha256 (16 hex) of the bellm version and the source files under `bellm/` (or just `modules`)."""
+    """sha256 (16 hex) of the bellm version and the source files under `bellm/` that can change a result
+    (every module but `NON_NUMERIC`), or just `modules`."""
     from bellm import __version__
 
-    files = sorted(PACKAGE_DIR.rglob("*.py")) if modules is None else [PACKAGE_DIR / m for m in modules]
+    files = (
+        [f for f in sorted(PACKAGE_DIR.rglob("*.py")) if _numeric(f)]
+        if modules is None
+        else [PACKAGE_DIR / m for m in modules]
+    )
     h = hashlib.sha256(__version__.encode())
     for f in files:
         h.update(str(f.relative_to(PACKAGE_DIR)).encode())

@@ -28,9 +28,13 @@ def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig
     )
 
 
+# Sweep-level fields that do not change one trial's result (the trial's seed is in its base config).
+_NOT_IN_TRIAL_KEY = ("ks", "poolings", "seeds", "bootstrap", "seed", "zero_shot")
+
+
 def _key(context: Any, p: dict[str, Any]) -> str:
     cfg = trial_config(p["base"], p["k"], p["pooling"], p["ablation"]["steps"]).model_dump(mode="json")
-    abl = {k: v for k, v in p["ablation"].items() if k not in ("ks", "poolings", "bootstrap", "seed", "zero_shot")}
+    abl = {k: v for k, v in p["ablation"].items() if k not in _NOT_IN_TRIAL_KEY}
     return content_key(
         "ablation-trial", {s: cfg[s] for s in TRAIN_SECTIONS}, abl, p["trained"], p["data_sha256"], p["base_sha256"],
         code_fingerprint(), suite_data_sha256(p["ablation"]["selection_suite"]),
