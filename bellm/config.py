@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bellm.contract import ATTENTION_OPS, MIN_OPSET, POOLINGS, VARIANTS, AdapterDescriptor
 from bellm.errors import InputError
 from bellm.models import DEFAULT_MODEL
-from bellm.paths import NLI_DIR, STS_DIR
+from bellm.paths import NLI_DIR, REPO_ROOT, STS_DIR
 from bellm.prompts import DEFAULT_PROMPT, resolve_prompt
 
 
@@ -341,3 +342,26 @@ def preflight(cfg: RunConfig, evaluate: bool = True) -> RunConfig:
         raise ConfigError("this configuration cannot run here:\n  " + "\n  ".join(missing)
                           + "\n(or turn the step off, e.g. --set eval.baseline=false)")
     return cfg
+
+
+# Everything that determines a trained adapter (not eval/export settings, which don't change training).
+TRAIN_SECTIONS: tuple[str, ...] = ("model", "encoder", "lora", "data", "loss", "train")
+
+
+def _portable(path: str) -> str:
+    """A data path as it goes into a cache key: relative to the repository when inside it, so the same
+    configuration has the same key in every checkout (the files' contents are keyed separately)."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path
+
+
+def training_tree(cfg: RunConfig) -> dict[str, Any]:
+    """The JSON tree of `TRAIN_SECTIONS` that cache keys and resume checks hash, with portable data paths."""
+    tree = cfg.model_dump(mode="json", include=set(TRAIN_SECTIONS))
+    data = tree["data"]
+    data["train_pairs"] = [_portable(p) for p in data["train_pairs"]]
+    data["train_triplets"] = [_portable(p) for p in data["train_triplets"]]
+    data["dev_pairs"] = _portable(data["dev_pairs"])
+    return tree

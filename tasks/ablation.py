@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bellm.config import RunConfig
+from bellm.config import RunConfig, training_tree
 from bellm.isolation import trial_scope, worker_identity
 from bellm.provenance import code_fingerprint
 from tasks.common import content_key, retrying_task
 from tasks.evaluate import suite_data_sha256
-from tasks.train import TRAIN_SECTIONS, train_dir
+from tasks.train import train_dir
 
 
 def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig:
@@ -33,10 +33,10 @@ _NOT_IN_TRIAL_KEY = ("ks", "poolings", "seeds", "bootstrap", "seed", "zero_shot"
 
 
 def _key(context: Any, p: dict[str, Any]) -> str:
-    cfg = trial_config(p["base"], p["k"], p["pooling"], p["ablation"]["steps"]).model_dump(mode="json")
+    cfg = trial_config(p["base"], p["k"], p["pooling"], p["ablation"]["steps"])
     abl = {k: v for k, v in p["ablation"].items() if k not in _NOT_IN_TRIAL_KEY}
     return content_key(
-        "ablation-trial", {s: cfg[s] for s in TRAIN_SECTIONS}, abl, p["trained"], p["data_sha256"], p["base_sha256"],
+        "ablation-trial", training_tree(cfg), abl, p["trained"], p["data_sha256"], p["base_sha256"],
         code_fingerprint(), suite_data_sha256(p["ablation"]["selection_suite"]),
         suite_data_sha256(p["ablation"]["table_suite"]),
     )

@@ -7,22 +7,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bellm.config import RunConfig
+from bellm.config import RunConfig, training_tree
 from bellm.contract import SCHEMA_VERSION
 from bellm.paths import bellm_home
 from bellm.provenance import code_fingerprint
 from tasks.common import content_key, retrying_task
-
-# Everything that determines the adapter (not eval/export settings, which don't change training).
-TRAIN_SECTIONS = ("model", "encoder", "lora", "data", "loss", "train")
 
 
 def train_key(cfg: RunConfig, data_sha256: dict[str, str], base_sha256: str) -> str:
     """The training directory and cache key: config sections, every input file's sha256, the base model's
     sha256, the code fingerprint (a code fix is never hidden by a cached adapter) and the descriptor schema
     (an adapter of another schema is never reused)."""
-    dump = cfg.model_dump(mode="json")
-    return content_key("train", {k: dump[k] for k in TRAIN_SECTIONS}, data_sha256, base_sha256, code_fingerprint(),
+    return content_key("train", training_tree(cfg), data_sha256, base_sha256, code_fingerprint(),
                        SCHEMA_VERSION)
 
 

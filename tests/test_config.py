@@ -113,3 +113,18 @@ def test_config_file_errors_name_the_file_and_the_reason(tmp_path: Path) -> None
     bad.write_text("[1, 2]")
     with pytest.raises(ConfigError, match=r"bad\.json: a config file of overrides must be a JSON object, got list"):
         read_config_file(bad)
+
+
+def test_training_tree_keys_data_by_repo_relative_path(tmp_path) -> None:
+    """Cache keys must not depend on where the checkout lies: a data file inside the repository is keyed
+    by its relative path (its contents are hashed separately); one outside keeps its own path."""
+    from bellm.config import training_tree
+    from bellm.paths import REPO_ROOT
+    from bellm.profiles import build_config
+
+    outside = str(tmp_path / "pairs.tsv")
+    cfg = build_config("quick", {"data.train_pairs": [str(REPO_ROOT / "data/sts/stsb/train.tsv"), outside]})
+    data = training_tree(cfg)["data"]
+    assert data["train_pairs"] == ["data/sts/stsb/train.tsv", outside]
+    assert data["dev_pairs"] == "data/sts/stsb/dev.tsv"
+    assert set(training_tree(cfg)) == {"model", "encoder", "lora", "data", "loss", "train"}

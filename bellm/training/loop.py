@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bellm.config import RunConfig
+from bellm.config import RunConfig, training_tree
 from bellm.contract import AdapterDescriptor
 from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
@@ -72,7 +72,7 @@ class TrainResult:
 def config_fingerprint(cfg: RunConfig, data_sha256: list[str] | None = None) -> str:
     """Hash of every setting that affects the trained weights and of the training files' contents (a resume
     must match it: checkpoints of an edited data file are not resumed)."""
-    tree = cfg.model_dump(include={"model", "encoder", "lora", "data", "loss", "train"})
+    tree = training_tree(cfg)
     for key in NON_NUMERIC_TRAIN:
         tree["train"].pop(key, None)
     return sha256_text(json.dumps({"config": tree, "data": data_sha256 or []}, sort_keys=True))[:16]
