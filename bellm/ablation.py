@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bellm.errors import InputError
 from bellm.sts import TASK_LABELS
@@ -34,8 +34,20 @@ class AblationConfig(BaseModel):
     max_eval_pairs: int | None = Field(None, ge=1, description="cap pairs per task (budget)")
     zero_shot: bool = Field(True, description="also evaluate the untrained grid (the paper's degradation curve)")
     train: bool = Field(True, description="train each trial; False = zero-shot curve only")
+    seeds: list[int] | None = Field(
+        None,
+        description="training seeds: every trained trial runs once per seed and Δ vs k=0 is averaged over seeds, "
+        "paired per seed (None: the base config's seed)",
+    )
     bootstrap: int = Field(1000, ge=100)
-    seed: int = 0
+    seed: int = Field(0, description="the bootstrap's resampling seed")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {v}")
+        return v
 
 
 @dataclass(frozen=True)
@@ -65,47 +77,86 @@ def _spearman(pred: np.ndarray, gold: np.ndarray) -> float:
     return float(100.0 * (rp * rg).sum() / denom) if denom > 0 else float("nan")
 
 
+Cosines = Mapping[str, Sequence[float]]
+
+
+def _per_seed(x: Cosines | Sequence[Cosines]) -> list[Cosines]:
+    return [x] if isinstance(x, Mapping) else list(x)
+
+
 def paired_bootstrap(
-    trial: Mapping[str, Sequence[float]],
-    base: Mapping[str, Sequence[float]],
+    trial: Cosines | Sequence[Cosines],
+    base: Cosines | Sequence[Cosines],
     gold: Mapping[str, Sequence[float]],
     n: int = 1000,
     seed: int = 0,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Per task and for the task average: Δ Spearman (trial − base) x100 with a 95% percentile interval.
 
-    Pairs are resampled with replacement within each task (stratified), the same indices for both models.
+    `trial` and `base` are one model's cosines per task, or one per training seed (same order): Δ is then
+    the mean over seeds of (trial seed s − base seed s). Pairs are resampled with replacement within each
+    task (stratified), the same indices for every model and seed, so seed noise is averaged, not resampled.
     """
+    trials, bases = _per_seed(trial), _per_seed(base)
+    if len(trials) != len(bases) or not trials:
+        raise ValueError(f"seed counts differ ({len(trials)} trial, {len(bases)} base)")
     rng = np.random.default_rng(seed)
-    tasks = [t for t in gold if t in trial and t in base]
+    tasks = [t for t in gold if all(t in m for m in (*trials, *bases))]
     if not tasks:
         raise ValueError("no common task to compare")
     deltas = {t: np.empty(n) for t in tasks}
     point: dict[str, float] = {}
+    by_seed: dict[str, list[float]] = {}
     for t in tasks:
-        g, a, b = (np.asarray(x, dtype=np.float64) for x in (gold[t], trial[t], base[t]))
-        if not len(g) == len(a) == len(b):
-            raise ValueError(f"{t}: pair counts differ ({len(g)}, {len(a)}, {len(b)})")
-        point[t] = _spearman(a, g) - _spearman(b, g)
+        g = np.asarray(gold[t], dtype=np.float64)
+        f64 = [
+            (np.asarray(a[t], dtype=np.float64), np.asarray(b[t], dtype=np.float64))
+            for a, b in zip(trials, bases, strict=True)
+        ]
+        for a, b in f64:
+            if not len(g) == len(a) == len(b):
+                raise ValueError(f"{t}: pair counts differ ({len(g)}, {len(a)}, {len(b)})")
+        by_seed[t] = [_spearman(a, g) - _spearman(b, g) for a, b in f64]
+        point[t] = float(np.mean(by_seed[t]))
         for i in range(n):
             idx = rng.integers(0, len(g), len(g))
-            deltas[t][i] = _spearman(a[idx], g[idx]) - _spearman(b[idx], g[idx])
-    out = {t: _interval(point[t], deltas[t]) for t in tasks}
+            deltas[t][i] = np.mean([_spearman(a[idx], g[idx]) - _spearman(b[idx], g[idx]) for a, b in f64])
+    out: dict[str, dict[str, Any]] = {t: _interval(point[t], deltas[t]) for t in tasks}
     out["avg"] = _interval(float(np.mean([point[t] for t in tasks])), np.mean([deltas[t] for t in tasks], axis=0))
+    out["avg"]["by_seed"] = [round(float(np.mean([by_seed[t][s] for t in tasks])), 3) for s in range(len(trials))]
     return out
 
 
+def _raws(t: Mapping[str, Any], key: str) -> list[Mapping[str, Any]] | None:
+    """A trial's raw outputs (cosines, gold) per seed: `<key>_raw` holds one output or a list, one per seed."""
+    raw = t.get(f"{key}_raw")
+    return None if raw is None else _per_seed(raw)  # type: ignore[arg-type]
+
+
 def bootstrap_all(trials: dict[str, dict[str, Any]], n: int, seed: int) -> dict[str, Any]:
-    """CIs of Δ vs the k=0 trial with the same pooling, for trained and zero-shot trials."""
+    """CIs of Δ vs the k=0 trial with the same pooling (and the same seeds), for trained and zero-shot trials."""
     cis: dict[str, Any] = {}
     for key in ("trained", "zero_shot"):
         for name, t in trials.items():
-            raw, base_name = t.get(f"{key}_raw"), f"k0-{t['pooling']}"
-            base = trials.get(base_name, {}).get(f"{key}_raw")
-            if raw is None or base is None or t["k"] == 0:
+            raws, base = _raws(t, key), _raws(trials.get(f"k0-{t['pooling']}", {}), key)
+            if raws is None or base is None or t["k"] == 0:
                 continue
-            cis[f"{key}:{name}"] = paired_bootstrap(raw["cosines"], base["cosines"], raw["gold"], n, seed)
+            cis[f"{key}:{name}"] = paired_bootstrap(
+                [r["cosines"] for r in raws], [b["cosines"] for b in base], raws[0]["gold"], n, seed
+            )
     return cis
+
+
+def mean_over_seeds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One evaluation result (`tasks.<task>.spearman`, `avg`) from one per seed: the mean of each number,
+    with the per-seed averages kept (`by_seed`) so the table shows the spread."""
+    tasks = [t for t in results[0]["tasks"] if all(t in r["tasks"] for r in results)]
+    avgs = [r.get("avg") for r in results]
+    return {
+        "tasks": {t: {"spearman": float(np.mean([r["tasks"][t]["spearman"] for r in results]))} for t in tasks},
+        "avg": None if None in avgs else float(np.mean(avgs)),
+        "by_seed": avgs,
+    }
 
 
 def conclusion(rows: list[dict[str, Any]]) -> list[str]:
@@ -148,19 +199,21 @@ def table_rows(
             continue
         ci = cis.get(f"{key}:{name}", {}).get("avg")
         sel = t.get(f"{key}_selection") or {}
-        rows.append(
-            {
-                "trial": name,
-                "k": t["k"],
-                "pooling": t["pooling"],
-                "dev": _sp(sel, "stsb_dev"),
-                **{TASK_LABELS.get(task, task): v.get("spearman") for task, v in res["tasks"].items()},
-                "avg": res.get("avg"),
-                "delta_vs_k0": None if ci is None else ci["delta"],
-                "ci95": None if ci is None else f"[{ci['lo']:+.2f}, {ci['hi']:+.2f}]",
-                "significant": None if ci is None else ("yes" if ci["significant"] else "no"),
-            }
-        )
+        row = {
+            "trial": name,
+            "k": t["k"],
+            "pooling": t["pooling"],
+            "dev": _sp(sel, "stsb_dev"),
+            **{TASK_LABELS.get(task, task): v.get("spearman") for task, v in res["tasks"].items()},
+            "avg": res.get("avg"),
+            "delta_vs_k0": None if ci is None else ci["delta"],
+            "ci95": None if ci is None else f"[{ci['lo']:+.2f}, {ci['hi']:+.2f}]",
+            "significant": None if ci is None else ("yes" if ci["significant"] else "no"),
+        }
+        if len(res.get("by_seed") or []) > 1:  # several seeds: show each seed's avg and Δ (is the sign stable?)
+            row["avg_by_seed"] = " / ".join(_fmt(v) for v in res["by_seed"])
+            row["delta_by_seed"] = None if ci is None else " / ".join(f"{v:+.2f}" for v in ci.get("by_seed", []))
+        rows.append(row)
     return rows
 
 

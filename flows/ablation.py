@@ -20,7 +20,18 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from bellm.ablation import AblationConfig, bootstrap_all, conclusion, grid, plot, table_rows, to_csv, to_markdown
+from bellm.ablation import (
+    AblationConfig,
+    bootstrap_all,
+    conclusion,
+    grid,
+    mean_over_seeds,
+    plot,
+    table_rows,
+    to_csv,
+    to_markdown,
+)
+from bellm.config import RunConfig
 from bellm.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bellm.paths import REPO_ROOT
 from bellm.profiles import build_config
@@ -36,8 +47,14 @@ def trials_store(artifacts_dir: str | None) -> Path:
     return root_dir(artifacts_dir) / "ablations" / "trials"
 
 
-def _label(trial: dict[str, Any]) -> str:
-    return f"{'trained' if trial['trained'] else 'zero_shot'}:k{trial['k']}-{trial['pooling']}"
+def _label(trial: dict[str, Any], seeded: bool) -> str:
+    """`trained:k2-last` (one seed), `trained:k2-last:s43` (several)."""
+    name = f"{'trained' if trial['trained'] else 'zero_shot'}:k{trial['k']}-{trial['pooling']}"
+    return f"{name}:s{trial['seed']}" if seeded and trial["trained"] else name
+
+
+def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
 
 
 @flow(name="bellm-ablation", log_prints=True)
@@ -59,33 +76,45 @@ def bellm_ablation(
     abl = AblationConfig.model_validate(ablation or {})
     data = prepare_data(cfg)
     base = resolve_model(cfg.model.source)
-    jobs = [
-        (t.k, t.pooling, trained)
-        for trained in ([True] if abl.train else []) + ([False] if abl.zero_shot else [])
-        for t in grid(abl)
-    ]
+    # Seed-major: every (k, pooling) of the first seed finishes before the second seed starts. Zero-shot
+    # trials do not train, so one seed is enough for them.
+    seeds = abl.seeds or [cfg.train.seed]
+    jobs = [(t.k, t.pooling, True, s) for s in (seeds if abl.train else []) for t in grid(abl)]
+    jobs += [(t.k, t.pooling, False, seeds[0]) for t in (grid(abl) if abl.zero_shot else [])]
     ad = abl.model_dump()
     where = Runner(runner, address, workers, threads_per_trial)
     trial = run_trial.with_options(result_storage=trials_store(cfg.artifacts_dir))
     calls = [
         dict(
-            base=cfg, ablation=ad, k=k, pooling=p, trained=trained, data_sha256=data["sha256"],
-            base_sha256=base["sha256"], threads=where.trial_threads(),
+            base=with_seed(cfg, s),
+            ablation=ad,
+            k=k,
+            pooling=p,
+            trained=trained,
+            data_sha256=data["sha256"],
+            base_sha256=base["sha256"],
+            threads=where.trial_threads(),
         )
-        for k, p, trained in jobs
+        for k, p, trained, s in jobs
     ]
     done = run_trials(trial, calls, where)
-    outs = [o for o, _ in done]
+    outs = [{**o, "seed": job[3]} for (o, _), job in zip(done, jobs, strict=True)]
     # Which trials were reused from an earlier (possibly interrupted) sweep, and which ran now.
-    reuse = {_label(o): name for o, name in done}
+    reuse = {_label(o, len(seeds) > 1): state for o, (_, state) in zip(outs, done, strict=True)}
     log.info("trial states: %s", reuse)
 
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for o in outs:  # per (trial, trained|zero_shot): its outputs in seed order
+        grouped.setdefault((f"k{o['k']}-{o['pooling']}", "trained" if o["trained"] else "zero_shot"), []).append(o)
     trials: dict[str, dict[str, Any]] = {}
-    for o in outs:
-        key = "trained" if o["trained"] else "zero_shot"
-        t = trials.setdefault(f"k{o['k']}-{o['pooling']}", {"k": o["k"], "pooling": o["pooling"]})
-        t[key], t[f"{key}_selection"], t[f"{key}_raw"] = o["result"], o["selection"], o
-        t[f"{key}_train"], t[f"{key}_worker"] = o["train"], o.get("worker")
+    for (name, key), group in grouped.items():
+        t = trials.setdefault(name, {"k": group[0]["k"], "pooling": group[0]["pooling"]})
+        t[key] = mean_over_seeds([o["result"] for o in group])
+        t[f"{key}_selection"] = mean_over_seeds([o["selection"] for o in group])
+        t[f"{key}_raw"] = group
+        t[f"{key}_train"] = [o["train"] for o in group]
+        t[f"{key}_worker"] = [o.get("worker") for o in group]
+        t[f"{key}_seeds"] = [o["seed"] for o in group]
     cis = bootstrap_all(trials, abl.bootstrap, abl.seed)
     rows = {key: table_rows(trials, cis, key) for key in ("trained", "zero_shot")}
 
@@ -112,26 +141,39 @@ def bellm_ablation(
             )
     create_markdown_artifact(md, key="bellm-ablation-report", description=f"ablation {sweep_id}")
     log.info("ablation written to %s", out)
-    workers = {_label(o): o.get("worker") for o in outs}
+    workers = {_label(o, len(seeds) > 1): o.get("worker") for o in outs}
     return {"dir": str(out), "rows": rows, "cis": cis, "trial_states": reuse, "trial_workers": workers}
 
 
 def render(cfg: Any, abl: AblationConfig, rows: dict[str, list[dict[str, Any]]], sweep_id: str) -> str:
     budget = (
-        f"{abl.steps} LoRA steps/trial (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.train.seed}, "
+        f"{abl.steps} LoRA steps/trial (batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
+        f"{_seeds_text(abl.seeds or [cfg.train.seed])}, "
         f"LoRA r={cfg.lora.r} on {'all' if cfg.lora.layers is None else f'the last {cfg.lora.layers}'} layers)"
     )
     suite = abl.table_suite if isinstance(abl.table_suite, str) else ", ".join(abl.table_suite)
+    seeds = abl.seeds or [cfg.train.seed]
+    paired = (
+        f"95% paired bootstrap interval over pairs ({abl.bootstrap} resamples)"
+        if len(seeds) == 1
+        else f"Δ and every score are means over the {len(seeds)} seeds (each seed paired with the k=0 trial of "
+        f"the same seed); 95% paired bootstrap interval over pairs ({abl.bootstrap} resamples, the same pairs "
+        "for every seed)"
+    )
     parts = [
         f"# Ablation {sweep_id}: where does backward dependency help?\n",
         f"Model `{cfg.model.source}`, prompt `{cfg.encoder.prompt}`, max length {cfg.encoder.max_length}. "
         f"Budget: {budget}. Table suite: {suite}"
         + (f" (first {abl.max_eval_pairs} pairs per task)" if abl.max_eval_pairs else "")
         + f"; selection on {abl.selection_suite}. Δ = Spearman x100 minus the k=0 trial with the same pooling; "
-        f"95% paired bootstrap interval over pairs ({abl.bootstrap} resamples).\n",
+        f"{paired}.\n",
         "![ablation](ablation.png)\n",
     ]
     for key, title in (("trained", "Trained"), ("zero_shot", "Zero-shot (no training)")):
         if rows[key]:
             parts += [f"## {title}\n", to_markdown(rows[key]), *conclusion(rows[key]), ""]
     return "\n".join(parts) + "\n"
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))

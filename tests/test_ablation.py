@@ -69,15 +69,22 @@ def test_bootstrap_all_pairs_each_trial_with_k0_of_its_pooling_and_conclusion_re
         "k2-mean": gold + rng.normal(0, 0.5, 400),  # clearly better than k0-mean
         "k2-last": gold + rng.normal(0, 2.0, 400),  # no k0-last baseline: not bootstrapped
     }
-    trials = {n: {"k": int(n[1]), "pooling": n.split("-")[1],
-                  "trained_raw": {"cosines": {"stsb": v.tolist()}, "gold": {"stsb": gold.tolist()}}}
-              for n, v in raw.items()}
+    trials = {
+        n: {
+            "k": int(n[1]),
+            "pooling": n.split("-")[1],
+            "trained_raw": {"cosines": {"stsb": v.tolist()}, "gold": {"stsb": gold.tolist()}},
+        }
+        for n, v in raw.items()
+    }
     cis = bootstrap_all(trials, n=200, seed=0)
     assert set(cis) == {"trained:k2-mean"} and cis["trained:k2-mean"]["avg"]["significant"]
-    rows = [{"k": 2, "pooling": "mean", "significant": "yes", "delta_vs_k0": 3.1, "ci95": "[2.0, 4.2]"},
-            {"k": 1, "pooling": "mean", "significant": "yes", "delta_vs_k0": -1.0, "ci95": "[-2, -0.1]"},
-            {"k": 3, "pooling": "mean", "significant": "no", "delta_vs_k0": 0.2, "ci95": "[-1, 1.4]"},
-            {"k": 0, "pooling": "mean", "significant": None}]
+    rows = [
+        {"k": 2, "pooling": "mean", "significant": "yes", "delta_vs_k0": 3.1, "ci95": "[2.0, 4.2]"},
+        {"k": 1, "pooling": "mean", "significant": "yes", "delta_vs_k0": -1.0, "ci95": "[-2, -0.1]"},
+        {"k": 3, "pooling": "mean", "significant": "no", "delta_vs_k0": 0.2, "ci95": "[-1, 1.4]"},
+        {"k": 0, "pooling": "mean", "significant": None},
+    ]
     assert conclusion(rows) == [
         "- k=2, mean: Δ avg +3.10 [2.0, 4.2] → significantly better than k=0",
         "- k=1, mean: Δ avg -1.00 [-2, -0.1] → significantly worse than k=0",
@@ -154,3 +161,76 @@ def test_sweep_resumes_only_missing_trials(tiny_model_dir: Path, tmp_path: Path)
     out = Path(summary["dir"])
     assert (out / "ablation.md").is_file() and (out / "ablation.png").is_file()
     assert "k2-mean" in (out / "ablation_trained.csv").read_text()
+
+
+def test_paired_bootstrap_over_seeds_averages_per_seed_deltas() -> None:
+    rng = np.random.default_rng(1)
+    gold = rng.uniform(0, 5, 300)
+    base = [gold + rng.normal(0, 2.0, 300) for _ in range(2)]
+    trial = [gold + rng.normal(0, 0.5, 300), base[1]]  # seed 1 much better, seed 2 identical to its base
+    res = paired_bootstrap([{"t": x} for x in trial], [{"t": x} for x in base], {"t": gold}, n=200)
+    one = paired_bootstrap({"t": trial[0]}, {"t": base[0]}, {"t": gold}, n=200)
+    assert res["avg"]["by_seed"] == [one["avg"]["delta"], 0.0]
+    assert res["t"]["delta"] == pytest.approx(one["t"]["delta"] / 2, abs=1e-3)
+    with pytest.raises(ValueError, match="seed counts"):
+        paired_bootstrap([{"t": trial[0]}], [{"t": x} for x in base], {"t": gold})
+
+
+def test_mean_over_seeds_and_seed_columns() -> None:
+    from bellm.ablation import mean_over_seeds
+
+    runs = [{"tasks": {"stsb": {"spearman": 70.0}}, "avg": 70.0}, {"tasks": {"stsb": {"spearman": 72.0}}, "avg": 72.0}]
+    mean = mean_over_seeds(runs)
+    assert mean["tasks"]["stsb"]["spearman"] == 71.0 and mean["avg"] == 71.0 and mean["by_seed"] == [70.0, 72.0]
+    trials = {
+        "k0-last": {"k": 0, "pooling": "last", "trained": mean},
+        "k2-last": {"k": 2, "pooling": "last", "trained": mean},
+    }
+    cis = {
+        "trained:k2-last": {"avg": {"delta": 0.5, "lo": -0.1, "hi": 1.1, "significant": False, "by_seed": [0.9, 0.1]}}
+    }
+    rows = table_rows(trials, cis)
+    assert rows[1]["avg_by_seed"] == "70.00 / 72.00" and rows[1]["delta_by_seed"] == "+0.90 / +0.10"
+    assert rows[0]["delta_by_seed"] is None
+    with pytest.raises(ValueError, match="distinct"):
+        AblationConfig(seeds=[1, 1])
+
+
+def test_ablation_flow_runs_each_trained_trial_once_per_seed(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two seeds: four trained trials (k0, k1 × seeds), the table is their seed mean with each seed's
+    avg and Δ shown, and a rerun with one of the seeds reuses its cached trials."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
+    from flows.ablation import bellm_ablation
+
+    overrides = {
+        "model.source": str(tiny_model_dir),
+        "artifacts_dir": str(tmp_path / "arts"),
+        "data.max_train_pairs": 16,
+        "train.batch_size": 4,
+        "train.warmup_steps": 0,
+        "lora.layers": None,
+        "encoder.keep_layers": None,
+    }
+    abl = {
+        "ks": [0, 1],
+        "poolings": ["mean"],
+        "steps": 2,
+        "table_suite": ["stsb"],
+        "max_eval_pairs": 16,
+        "zero_shot": False,
+        "bootstrap": 100,
+    }
+    with prefect_test_harness(server_startup_timeout=120):
+        out = bellm_ablation(profile="quick", overrides=overrides, ablation={**abl, "seeds": [1, 2]})
+        again = bellm_ablation(profile="quick", overrides=overrides, ablation={**abl, "seeds": [2]})
+    assert set(out["trial_states"]) == {f"trained:k{k}-mean:s{s}" for k in (0, 1) for s in (1, 2)}
+    row = out["rows"]["trained"][1]
+    assert row["trial"] == "k1-mean" and len(row["avg_by_seed"].split(" / ")) == 2
+    assert len(row["delta_by_seed"].split(" / ")) == 2
+    first, second = (float(x) for x in row["avg_by_seed"].split(" / "))
+    assert first != second  # the seed reaches training: two different models
+    assert row["avg"] == pytest.approx((first + second) / 2, abs=0.01)
+    assert again["trial_states"] == {"trained:k0-mean": "Cached", "trained:k1-mean": "Cached"}
+    assert "seeds 1, 2" in (Path(out["dir"]) / "ablation.md").read_text()

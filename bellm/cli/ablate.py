@@ -18,6 +18,11 @@ def ablate(
     ks: str = typer.Option("0,1,2,4,8", help="comma-separated k values (must include 0, the baseline)"),
     poolings: str = typer.Option("last,mean", help="comma-separated poolings"),
     steps: int = typer.Option(40, help="LoRA training steps per trial (identical for every trial)"),
+    seeds: str | None = typer.Option(
+        None,
+        help="comma-separated training seeds: each trained trial runs once per seed, Δ is the seed mean "
+        "(default: the profile's train.seed)",
+    ),
     table_suite: str = typer.Option("full", help="suite for the table: full, gate, or comma-separated task keys"),
     max_eval_pairs: int | None = typer.Option(None, help="cap pairs per evaluation task (budget)"),
     zero_shot: bool = typer.Option(True, help="also evaluate the untrained grid"),
@@ -51,6 +56,7 @@ def ablate(
             ks=[int(k) for k in ks.split(",")],
             poolings=poolings.split(","),
             steps=steps,
+            seeds=None if seeds is None else [int(x) for x in seeds.split(",")],
             table_suite=suite,
             max_eval_pairs=max_eval_pairs,
             zero_shot=zero_shot,
