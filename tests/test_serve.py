@@ -26,7 +26,7 @@ from bellm.config import ServeConfig
 from bellm.runtime import OnnxEncoder
 from bellm.serve import build_app, resolve_target
 from bellm.serve.app import create_app
-from bellm.serve.batcher import Batcher, measure_call_overhead, plan_chunks
+from bellm.serve.batcher import PROBE_SHAPES, Batcher, fit_pass_cost, measure_call_overhead, plan_chunks
 from bellm.tokenize import Encoded, encode_one
 
 SENTENCES = [
@@ -139,13 +139,23 @@ def test_measure_call_overhead_fits_a_fixed_cost_per_pass() -> None:
     now = [0.0]  # a fake clock: each pass costs 20 ms + 0.5 ms per padded token (a/b = 40 tokens)
 
     def run_batch(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
-        now[0] += 0.02 + 0.0005 * ids.size + (0.01 if len(shapes) % 2 else 0.0)  # every other run is slower
+        now[0] += 0.02 + 0.0005 * ids.size + (0.01 if len(shapes) % 2 else 0.0)  # one run of each shape is slower
         shapes.append(ids.shape)
         return np.zeros((ids.shape[0], 2), dtype=np.float32)
 
     shapes: list[tuple[int, int]] = []
-    assert measure_call_overhead(run_batch, repeats=2, clock=lambda: now[0]) == pytest.approx(40)
-    assert shapes == [(1, 8), (1, 8), (8, 32), (8, 32)]  # the best of 2 per shape drops the slow runs
+    probe = [(1, 8), (8, 32), (4, 16)]
+    assert measure_call_overhead(run_batch, repeats=2, clock=lambda: now[0], shapes=probe) == pytest.approx(40)
+    assert shapes == probe * 2  # interleaved; the best of 2 per shape drops the slow runs
+    assert len(PROBE_SHAPES) >= 4 and {r for r, _ in PROBE_SHAPES} >= {1, 16}
+
+
+def test_fit_pass_cost_recovers_a_and_b_and_needs_two_sizes() -> None:
+    times = {(r, s): 0.023 + 0.00144 * r * s for r in (1, 8, 16) for s in (16, 24)}
+    a, b = fit_pass_cost(times)
+    assert a == pytest.approx(0.023) and b == pytest.approx(0.00144)
+    with pytest.raises(ValueError, match="two sizes"):
+        fit_pass_cost({(2, 8): 0.1, (4, 4): 0.1})
 
 
 def test_openai_float_and_base64_match_encode(url: str, rt: OnnxEncoder) -> None:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -85,28 +85,44 @@ def plan_chunks(lengths: Sequence[int], max_tokens: int, overhead_tokens: float)
     return chunks[::-1]
 
 
+# Shapes the start-up probe times: what one-sentence clients give a server (2-16 rows of 16-24 tokens).
+PROBE_SHAPES: tuple[tuple[int, int], ...] = tuple((r, s) for r in (1, 4, 8, 16) for s in (16, 24))
+
+
+def fit_pass_cost(times: Mapping[tuple[int, int], float]) -> tuple[float, float]:
+    """(a, b) of t = a + b x rows x seq through timed (rows, seq) shapes, least squares on relative error
+    (each shape weighted by 1/t, so the small passes, where a matters, count as much as the large ones)."""
+    if len({r * s for r, s in times}) < 2:
+        raise ValueError("fitting a + b x tokens needs shapes of at least two sizes")
+    x = np.array([[1.0, r * s] for r, s in times])
+    y = np.array(list(times.values()), dtype=np.float64)
+    (a, b), *_ = np.linalg.lstsq(x / y[:, None], np.ones_like(y), rcond=None)
+    return float(a), float(b)
+
+
 def measure_call_overhead(
-    run_batch: RunBatch, repeats: int = 3, clock: Callable[[], float] = time.perf_counter
+    run_batch: RunBatch,
+    repeats: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
+    shapes: Sequence[tuple[int, int]] = PROBE_SHAPES,
 ) -> float:
     """`overhead_tokens` for `plan_chunks`: the fixed cost of one forward pass in units of one padded token.
 
-    Fits t = a + b x tokens through the best of `repeats` timings of a (1, 8) and an (8, 32) batch and returns
-    a / b (10-18 on 2 AVX2 cores for SmolLM2-135M fp32, `bench/pass_cost.py`; a GPU's per-call cost dwarfs
-    its per-token cost, so it hardly ever splits there).
+    Times every shape of `shapes` `repeats` times, interleaved (a noisy moment hits all shapes alike), keeps
+    each shape's best, fits t = a + b x tokens (`fit_pass_cost`) and returns a / b (≈ 16 on 2 AVX2 cores for
+    SmolLM2-135M fp32, `bench/pass_cost.py`; a GPU's per-call cost dwarfs its per-token cost, so it hardly
+    ever splits there). Fitting over the sizes a server runs matters: a two-point fit through a (1, 8) pass
+    extrapolated from a tiny matrix product and read 8-13 on the same machine, which cut batches too often.
     """
-
-    def best(rows: int, seq: int) -> float:
-        ones = np.ones((rows, seq), dtype=np.int64)
-        times = []
-        for _ in range(repeats):
+    best: dict[tuple[int, int], float] = {}
+    batches = {sh: np.ones(sh, dtype=np.int64) for sh in shapes}
+    for _ in range(repeats):
+        for sh in shapes:
             t = clock()
-            run_batch(ones, ones, ones)
-            times.append(clock() - t)
-        return min(times)
-
-    small, large = best(1, 8), best(8, 32)
-    per_token = max((large - small) / (256 - 8), 1e-9)
-    return float(min(max(small - 8 * per_token, 0.0) / per_token, 1e6))
+            run_batch(batches[sh], batches[sh], batches[sh])
+            best[sh] = min(best.get(sh, float("inf")), clock() - t)
+    a, b = fit_pass_cost(best)
+    return float(min(max(a, 0.0) / max(b, 1e-12), 1e6))
 
 
 class Batcher:
