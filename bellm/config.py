@@ -241,6 +241,10 @@ class ServeConfig(_Section):
         None, ge=0, description="one forward pass's fixed cost in padded tokens: a batch is split by length where "
         "that saves more padding (None: measured on the model at start-up; 10-18 on 2 AVX2 cores)")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the oldest queued text waits for company")
+    linger_ms: float = Field(
+        2.0, ge=0, description="after a forward pass, how long to wait for the clients it answered to send their "
+        "next texts (until as many requests as it answered arrive), so they share the next length-sorted plan "
+        "(0: off)")
     max_inputs: int = Field(256, ge=1, description="texts per request (more: 413)")
     max_chars: int = Field(20000, ge=1, description="characters per text (more: 413)")
     max_queue: int = Field(4096, ge=1, description="texts waiting for a forward pass (more: 429)")

@@ -6,7 +6,8 @@ per padded token) by least squares, and prints a/b next to `--probes` runs of th
 probe (`bellm.serve.batcher.measure_call_overhead`: the same fit over the shapes a server runs). Then, on
 the first `--sentences` STS-B test sentences (prompted token lengths): the padding share of arrival-order
 batches of `--batch` (what ~16 one-sentence clients give the server), of the same batches cut by
-`plan_chunks`, and of the length-sorted batches of 32 that `OnnxEncoder.encode` runs. Take numbers on a quiet machine only.
+`plan_chunks`, and of the length-sorted batches of 32 that `OnnxEncoder.encode` runs. Take numbers on a
+quiet machine only.
 
     .venv/bin/python bench/pass_cost.py artifacts/runs/<id>/onnx/fp32 [--threads 2] [--out bench/results/pass_cost.json]
 """

@@ -154,6 +154,7 @@ def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.P
     hide = "import sys; sys.modules.update(uvloop=None, httptools=None); " if args.plain_http else ""
     cmd = [sys.executable, "-c", hide + "from bellm.cli import main; main()", "serve", path, "--port", str(port),
            "--threads", str(args.threads), "--max-wait-ms", str(args.max_wait_ms),
+           "--linger-ms", str(args.linger_ms),
            "--max-batch-size", str(args.max_batch_size), "--max-queue", "100000", "--log-level", "warning",
            "--spin" if args.spin else "--no-spin"]
     if args.call_overhead_tokens is not None:
@@ -181,6 +182,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--sentences", type=int, default=512)
     ap.add_argument("--max-wait-ms", type=float, default=2.0)
+    ap.add_argument("--linger-ms", type=float, default=2.0, help="the server's --linger-ms (0: off, for A/B)")
     ap.add_argument("--max-batch-size", type=int, default=32)
     ap.add_argument("--spin", action=argparse.BooleanOptionalAction, default=True,
                     help="the server's onnxruntime threads busy-wait between ops (bellm serve --spin/--no-spin)")
@@ -247,7 +249,7 @@ def main() -> None:
         "export": args.export, "sentences": len(texts), "threads": args.threads, "spin": args.spin,
         "repeats": args.repeats,
         "plain_http": args.plain_http, "client": args.client,
-        "max_wait_ms": args.max_wait_ms,
+        "max_wait_ms": args.max_wait_ms, "linger_ms": args.linger_ms,
         "max_batch_size": args.max_batch_size, "call_overhead_tokens": args.call_overhead_tokens,
         "server_call_overhead_tokens": server_info.get("call_overhead_tokens"), "in_process": ref, "served": served,
         "p99_1_client_vs_single_p99": (round(served[1]["p99_ms"] / ref["single"]["p99_ms"], 3)

@@ -28,6 +28,7 @@ def serve(
     max_batch_tokens: int = _opt("max_batch_tokens"),
     call_overhead_tokens: float | None = _opt("call_overhead_tokens"),
     max_wait_ms: float = _opt("max_wait_ms"),
+    linger_ms: float = _opt("linger_ms"),
     max_inputs: int = _opt("max_inputs"),
     max_chars: int = _opt("max_chars"),
     max_queue: int = _opt("max_queue"),
@@ -48,7 +49,8 @@ def serve(
         try:
             cfg = ServeConfig(
                 host=host, port=port, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
-                call_overhead_tokens=call_overhead_tokens, max_wait_ms=max_wait_ms, max_inputs=max_inputs,
+                call_overhead_tokens=call_overhead_tokens, max_wait_ms=max_wait_ms, linger_ms=linger_ms,
+                max_inputs=max_inputs,
                 max_chars=max_chars, max_queue=max_queue,
                 truncate=truncate, threads=threads, spin=spin,
                 providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,

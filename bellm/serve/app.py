@@ -110,7 +110,7 @@ class EmbeddingService:
         self.encoder, self.cfg, self.metrics = encoder, cfg, metrics
         self.batcher = Batcher(encoder.run_batch, encoder.dim, cfg.max_batch_size, cfg.max_batch_tokens,
                                cfg.max_wait_ms / 1000.0, cfg.max_queue, metrics,
-                               overhead_tokens=cfg.call_overhead_tokens or 0.0)
+                               overhead_tokens=cfg.call_overhead_tokens or 0.0, linger_s=cfg.linger_ms / 1000.0)
 
     def calibrate(self) -> None:
         """Warm the session up and, unless configured, measure a forward pass's fixed cost (worker thread)."""

@@ -1,18 +1,20 @@
 """Dynamic batching: the texts of concurrent requests are queued and run through the model together.
 
-Each request's (already tokenised) texts join one FIFO queue. A collector takes up to `max_batch_size`
-texts as soon as the model is free, waiting (at most `max_wait_s` for the oldest text) only while other
-requests are still being tokenised (`arriving`): a lone client pays no wait, a burst of concurrent requests
-shares one forward pass. The texts taken are sorted longest-first (as `OnnxEncoder.encode` does) and cut
-by length where the padding saved is worth more than another forward pass (`plan_chunks`, with the
-per-pass cost measured on the running model, `measure_call_overhead`); the chunk holding the oldest text
-runs and the rest go back to the head of the queue, planned again with what arrives meanwhile. Chunks run
-on one worker thread (onnxruntime releases the GIL, so the event loop keeps accepting requests meanwhile).
-Results go back to each request's future in its own order. The model is padding-invariant (padded
-positions are masked out of attention and pooling), so a text's embedding does not depend on its batch
-mates: a served result equals `OnnxEncoder.encode` of that request alone (tests check ≤ 1e-5). This holds
-for int8 too: it quantises activations per row and block (`MatMulNBits`), and every published variant passes
-the export's batch/padding invariance gate (`bellm.export.invariance`).
+Each request's (already tokenised) texts join one FIFO queue. A collector takes up to `max_batch_size` texts as
+soon as the model is free, waiting (at most `max_wait_s` for the oldest text) only while other requests are
+still being tokenised (`arriving`): a lone client pays no wait, a burst of concurrent requests shares one
+forward pass. After a pass it also waits (at most `linger_s`) until as many requests have arrived as it
+answered: clients that wait for an answer before sending more come back within a round trip, and their texts are
+then planned together with the queued ones rather than two groups of clients taking turns. The texts taken are
+sorted longest-first (as `OnnxEncoder.encode` does) and cut by length where the padding saved is worth more than
+another forward pass (`plan_chunks`, with the per-pass cost measured on the running model,
+`measure_call_overhead`); the chunk holding the oldest text runs and the rest go back to the head of the queue,
+planned again with what arrives meanwhile. Chunks run on one worker thread (onnxruntime releases the GIL, so the
+event loop keeps accepting requests meanwhile). Results go back to each request's future in its own order. The
+model is padding-invariant (padded positions are masked out of attention and pooling), so a text's embedding
+does not depend on its batch mates: a served result equals `OnnxEncoder.encode` of that request alone (tests
+check ≤ 1e-5). This holds for int8 too: it quantises activations per row and block (`MatMulNBits`), and every
+published variant passes the export's batch/padding invariance gate (`bellm.export.invariance`).
 
 `close()` stops accepting and drains what is queued before returning (graceful shutdown).
 """
@@ -139,11 +141,13 @@ class Batcher:
         metrics: Metrics | None = None,
         *,
         overhead_tokens: float,
+        linger_s: float = 0.0,
     ) -> None:
         self.run_batch, self.dim = run_batch, dim
         self.overhead_tokens = overhead_tokens  # a forward pass's fixed cost, in padded tokens (plan_chunks)
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.max_wait_s, self.max_queue = max_wait_s, max_queue
+        self.linger_s = linger_s  # after a pass that left a backlog: wait for the clients it answered
         self.metrics = metrics
         self._pending: deque[tuple[_Job, int]] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -151,6 +155,7 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         self._arriving = 0
+        self._submitted = 0  # requests ever queued (the collector's linger counts arrivals with it)
 
     # -- lifecycle
     def start(self) -> None:
@@ -206,6 +211,7 @@ class Batcher:
         job = _Job(encs, loop.create_future(), np.empty((len(encs), self.dim), dtype=np.float32),
                    remaining=len(encs))
         self._pending.extend((job, i) for i in range(len(encs)))
+        self._submitted += 1
         self._gauge()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -235,6 +241,7 @@ class Batcher:
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
+        linger_until, expect = 0.0, 0  # after a pass: wait until `expect` requests were submitted, or then
         while True:
             if not self._pending:
                 if self._closing:
@@ -242,8 +249,11 @@ class Batcher:
                 await self._wait(None)
                 continue
             oldest = self._pending[0][0].enqueued
-            while len(self._pending) < self.max_batch_size and self._arriving > 0 and not self._closing:
-                left = oldest + self.max_wait_s - time.monotonic()
+            while len(self._pending) < self.max_batch_size and not self._closing:
+                now = time.monotonic()
+                left = oldest + self.max_wait_s - now if self._arriving > 0 else 0.0
+                if self._submitted < expect:  # clients just answered have not all come back yet
+                    left = max(left, linger_until - now)
                 if left <= 0:
                     break
                 await self._wait(left)
@@ -262,11 +272,18 @@ class Batcher:
             if self.metrics is not None:
                 self.metrics.batch_size.observe(len(items))
                 self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+            answered = 0
             for (job, i), row in zip(items, rows, strict=True):
                 job.out[i] = row
                 job.remaining -= 1
                 if job.remaining == 0 and not job.future.done():
                     job.future.set_result(job.out)
+                    answered += 1
+            # Clients that wait for their answer before sending more come back within a round trip. Waiting
+            # for them (until as many requests as were answered have arrived, at most `linger_s`) lets their
+            # texts join the queued ones in one plan (a pool of 16 sorts into better-matched lengths than two
+            # alternating groups of 8). A lone client loses nothing: the model had nothing else to do.
+            linger_until, expect = time.monotonic() + self.linger_s, self._submitted + answered
 
     def _oldest_chunk(self, items: list[tuple[_Job, int]]) -> list[tuple[_Job, int]]:
         """The chunk of `plan_chunks` that holds the oldest text; the others go back to the head of the queue
