@@ -48,8 +48,10 @@ def fit(enc: OnnxEncoder, repeats: int) -> dict[str, float]:
             t = time.perf_counter()
             enc.run_batch(ones[sh], ones[sh], ones[sh])
             times[sh].append(time.perf_counter() - t)
-    a, b = fit_pass_cost({sh: min(v) * 1000 for sh, v in times.items()})
-    return {"a_ms": round(a, 2), "b_ms_per_token": round(b, 4), "a_over_b_tokens": round(a / b, 1)}
+    best = {sh: min(v) * 1000 for sh, v in times.items()}
+    a, b = fit_pass_cost(best)
+    return {"a_ms": round(a, 2), "b_ms_per_token": round(b, 4), "a_over_b_tokens": round(a / b, 1),
+            "best_ms": {f"{r}x{s}": round(t, 2) for (r, s), t in sorted(best.items())}}
 
 
 def padding_share(groups: list[list[int]]) -> float:

@@ -179,7 +179,7 @@ def test_measure_call_overhead_fits_a_fixed_cost_per_pass() -> None:
     shapes: list[tuple[int, int]] = []
     probe = [(1, 8), (8, 32), (4, 16)]
     assert measure_call_overhead(run_batch, repeats=2, clock=lambda: now[0], shapes=probe) == pytest.approx(40)
-    assert shapes == probe * 2  # interleaved; the best of 2 per shape drops the slow runs
+    assert shapes == probe * 3  # one untimed round, then interleaved; the best of 2 per shape drops the slow runs
     assert len(PROBE_SHAPES) >= 4 and {r for r, _ in PROBE_SHAPES} >= {1, 16}
 
 

@@ -110,14 +110,18 @@ def measure_call_overhead(
 ) -> float:
     """`overhead_tokens` for `plan_chunks`: the fixed cost of one forward pass in units of one padded token.
 
-    Times every shape of `shapes` `repeats` times, interleaved (a noisy moment hits all shapes alike), keeps
-    each shape's best, fits t = a + b x tokens (`fit_pass_cost`) and returns a / b (≈ 16 on 2 AVX2 cores for
-    SmolLM2-135M fp32, `bench/pass_cost.py`; a GPU's per-call cost dwarfs its per-token cost, so it hardly
-    ever splits there). Fitting over the sizes a server runs matters: a two-point fit through a (1, 8) pass
-    extrapolated from a tiny matrix product and read 8-13 on the same machine, which cut batches too often.
+    Runs every shape of `shapes` once untimed, then times each `repeats` times, interleaved (a noisy moment
+    hits all shapes alike), keeps each shape's best, fits t = a + b x tokens (`fit_pass_cost`) and returns
+    a / b (≈ 16 on 2 AVX2 cores for SmolLM2-135M fp32, `bench/pass_cost.py`; a GPU's per-call cost dwarfs
+    its per-token cost, so it hardly ever splits there). Fitting over the sizes a server runs matters: a
+    two-point fit through a (1, 8) pass extrapolated from a tiny matrix product and read 8-13 on the same
+    machine, which cut batches too often; this fit still reads 9-17 from one start to the next on a shared
+    2-core machine (BENCHMARKS.md), so pin `call_overhead_tokens` where the number matters.
     """
     best: dict[tuple[int, int], float] = {}
     batches = {sh: np.ones(sh, dtype=np.int64) for sh in shapes}
+    for sh in shapes:  # untimed: the first pass of a shape grows onnxruntime's memory arena
+        run_batch(batches[sh], batches[sh], batches[sh])
     for _ in range(repeats):
         for sh in shapes:
             t = clock()
