@@ -230,38 +230,6 @@ class ExportConfig(_Section):
         return v
 
 
-class ServeConfig(_Section):
-    """`bellm serve` (not part of a run): dynamic batching, request limits, execution."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    max_batch_size: int = Field(32, ge=1, description="texts per forward pass (several requests share one)")
-    max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass (longest-first split)")
-    call_overhead_tokens: float | None = Field(
-        None, ge=0, description="one forward pass's fixed cost in padded tokens: a batch is split by length where "
-        "that saves more padding (None: measured on the model at start-up; 10-18 on 2 AVX2 cores)")
-    max_wait_ms: float = Field(2.0, ge=0, description="how long the oldest queued text waits for company")
-    linger_ms: float = Field(
-        2.0, ge=0, description="after a forward pass, how long to wait for the clients it answered to send their "
-        "next texts (until as many requests as it answered arrive), so they share the next length-sorted plan "
-        "(0: off)")
-    max_inputs: int = Field(256, ge=1, description="texts per request (more: 413)")
-    max_chars: int = Field(20000, ge=1, description="characters per text (more: 413)")
-    max_queue: int = Field(4096, ge=1, description="texts waiting for a forward pass (more: 429)")
-    truncate: bool = Field(True, description="default for requests: cut over-long texts (False: 413)")
-    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads (None: all cores)")
-    spin: bool = Field(True, description="onnxruntime threads busy-wait between ops (False leaves idle CPU to "
-                       "the HTTP loop, but was not faster on 2 cores and raised single-client latency)")
-    providers: list[str] | None = Field(None, description="ORT providers (None: TensorRT/CUDA/CPU as present)")
-    drain_timeout_s: float = Field(30.0, ge=0, description="on shutdown, how long in-flight requests may finish")
-
-    @model_validator(mode="after")
-    def _check(self) -> ServeConfig:
-        if self.max_inputs > self.max_queue:
-            raise ValueError("max_inputs must not exceed max_queue (a request could never be queued)")
-        return self
-
-
 ProfileName = Literal["quick", "standard", "paper", "smoke"]  # == bellm.profiles.PROFILES (a test checks)
 
 

@@ -22,11 +22,11 @@ import uvicorn
 from export_helpers import shared_export
 from serve_helpers import free_port, running, wait_healthy
 
-from bellm.config import ServeConfig
 from bellm.runtime import OnnxEncoder
 from bellm.serve import build_app, resolve_target
 from bellm.serve.app import create_app
 from bellm.serve.batcher import PROBE_SHAPES, Batcher, fit_pass_cost, measure_call_overhead, plan_chunks
+from bellm.serve.config import ServeConfig
 from bellm.tokenize import Encoded, encode_one
 
 SENTENCES = [

@@ -8,7 +8,7 @@ import typer
 
 from bellm.cli import app
 from bellm.cli.common import user_errors
-from bellm.config import ServeConfig
+from bellm.serve.config import ServeConfig
 
 
 def _opt(field: str, flag: str | None = None, help: str | None = None) -> typer.models.OptionInfo:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bellm.config import ServeConfig
-from bellm.registry import RegistryError, champion, get_run
-from bellm.runtime import ExportFormatError, resolve_export_dir
+from bellm.serve.config import ServeConfig  # light: the CLI reads its defaults at start-up
 
 __all__ = ["ServeConfig", "build_app", "resolve_target", "run_server"]
 
@@ -20,6 +18,9 @@ __all__ = ["ServeConfig", "build_app", "resolve_target", "run_server"]
 def resolve_target(target: str, variant: str | None = None,
                    artifacts: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
     """(variant directory, default model name) for an export directory, a run id, or `champion`."""
+    from bellm.registry import RegistryError, champion, get_run
+    from bellm.runtime import ExportFormatError, resolve_export_dir
+
     p = Path(target).expanduser()
     if p.exists():
         d = resolve_export_dir(p, variant)

@@ -36,9 +36,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bellm import __version__
-from bellm.config import ServeConfig
 from bellm.runtime import OnnxEncoder
 from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown, measure_call_overhead
+from bellm.serve.config import ServeConfig
 from bellm.serve.metrics import Metrics
 from bellm.tokenize import Encoded, encode_one, unique_texts
 
