@@ -162,7 +162,7 @@ def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.P
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(120):
         if proc.poll() is not None:
             raise RuntimeError(f"bellm serve exited with {proc.returncode}")
         try:
@@ -170,7 +170,7 @@ def start_server(path: str, port: int, args: argparse.Namespace) -> subprocess.P
                 return proc
         except httpx.HTTPError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.5)  # lightly: the server is timing its start-up probe meanwhile
     proc.kill()
     raise TimeoutError("server did not start")
 
