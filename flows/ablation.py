@@ -112,8 +112,10 @@ def bellm_ablation(
         t[key] = mean_over_seeds([o["result"] for o in group])
         t[f"{key}_selection"] = mean_over_seeds([o["selection"] for o in group])
         t[f"{key}_raw"] = group
-        t[f"{key}_train"] = [o["train"] for o in group]
-        t[f"{key}_worker"] = [o.get("worker") for o in group]
+        # `<key>_train`/`<key>_worker` keep their one-seed form (the first seed's); every seed's: `*_by_seed`
+        t[f"{key}_train"], t[f"{key}_worker"] = group[0]["train"], group[0].get("worker")
+        t[f"{key}_train_by_seed"] = [o["train"] for o in group]
+        t[f"{key}_worker_by_seed"] = [o.get("worker") for o in group]
         t[f"{key}_seeds"] = [o["seed"] for o in group]
     cis = bootstrap_all(trials, abl.bootstrap, abl.seed)
     rows = {key: table_rows(trials, cis, key) for key in ("trained", "zero_shot")}

@@ -234,3 +234,6 @@ def test_ablation_flow_runs_each_trained_trial_once_per_seed(tiny_model_dir: Pat
     assert row["avg"] == pytest.approx((first + second) / 2, abs=0.01)
     assert again["trial_states"] == {"trained:k0-mean": "Cached", "trained:k1-mean": "Cached"}
     assert "seeds 1, 2" in (Path(out["dir"]) / "ablation.md").read_text()
+    saved = json.loads((Path(out["dir"]) / "ablation.json").read_text())["trials"]["k1-mean"]
+    assert saved["trained_seeds"] == [1, 2] and len(saved["trained_train_by_seed"]) == 2
+    assert saved["trained_train"] == saved["trained_train_by_seed"][0]  # the one-seed field keeps its form
