@@ -116,8 +116,8 @@ def measure_call_overhead(
     a / b (≈ 16 on 2 AVX2 cores for SmolLM2-135M fp32, `bench/pass_cost.py`; a GPU's per-call cost dwarfs
     its per-token cost, so it hardly ever splits there). Fitting over the sizes a server runs matters: a
     two-point fit through a (1, 8) pass extrapolated from a tiny matrix product and read 8-13 on the same
-    machine, which cut batches too often; this fit still reads 9-17 from one start to the next on a shared
-    2-core machine (BENCHMARKS.md), so pin `call_overhead_tokens` where the number matters.
+    machine, which cut batches too often; this fit still reads 10-27 from one start to the next on a 2-core
+    machine (BENCHMARKS.md), so pin `call_overhead_tokens` where the number matters.
     """
     best: dict[tuple[int, int], float] = {}
     batches = {sh: np.ones(sh, dtype=np.int64) for sh in shapes}
