@@ -83,8 +83,9 @@ def test_micro_batch_tokenises_like_the_encoder(tiny_model_dir: Path) -> None:
     idx = np.array([3, 1, 4])
     mb = make_micro_batch(data, "triplets", idx, tok, tpl, 48)
     texts = [data.anchor[i] for i in idx] + [data.positive[i] for i in idx] + [data.negative[i] for i in idx]
-    ids, mask, _ = encode_batch(tok, tpl, texts, 48)
+    ids, mask, span = encode_batch(tok, tpl, texts, 48)
     assert (mb.input_ids.numpy() == ids).all() and (mb.attention_mask.numpy() == mask).all()
+    assert (mb.span_mask.numpy() == span).all()
     assert mb.size == 3 and mb.ids.tolist() == text_ids(texts).tolist()
     assert text_ids(["a", "b", "a"]).tolist()[0] == text_ids(["a"]).tolist()[0]
 
@@ -418,3 +419,26 @@ def test_adapter_bytes_do_not_depend_on_the_process(tiny_model_dir: Path, tmp_pa
         assert out.returncode == 0, out.stderr[-2000:]
         shas.add(out.stdout.strip().splitlines()[-1])
     assert len(shas) == 1
+
+
+@pytest.mark.parametrize("pooling", ["mean_span", "last_mean_span"])
+def test_span_poolings_train_and_reload_the_same(pooling: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Span poolings need the sentence's span in every training forward (they raised before: the micro-batch
+    dropped the span mask), and the trained adapter encodes as the training module does."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from bellm.training import load_trained_encoder, train
+    from bellm.training.evaluate import embed_texts
+    from bellm.training.model import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, encoder={"bidirectional_layers": 2, "pooling": pooling},
+                   train={"max_steps": 2, "eval_every": 1, "eval_max_pairs": 8, "lr": 1e-3})
+    result = train(cfg, tmp_path / "run")
+    enc = load_trained_encoder(result.adapter_dir)
+    assert enc.describe()["pooling"] == pooling
+    texts = ["A man is playing a guitar.", "Two dogs run."]
+    module, peft_model = build_lora_module(cfg, enc.source)
+    set_peft_model_state_dict(peft_model, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
+    ref = embed_texts(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8, torch.device("cpu"))
+    assert np.abs(enc.encode(texts) - ref).max() < 1e-4

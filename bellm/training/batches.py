@@ -145,6 +145,7 @@ class MicroBatch:
     kind: Kind
     input_ids: torch.Tensor  # (G·b, S)
     attention_mask: torch.Tensor  # (G·b, S)
+    span_mask: torch.Tensor  # (G·b, S): the sentence's own tokens (span poolings pool over them)
     labels: torch.Tensor  # (b,) float32 pair labels (empty for triplets)
     ids: torch.Tensor  # (G·b,) int64 text ids
     size: int  # b
@@ -165,5 +166,6 @@ def make_micro_batch(
         groups = [[data.anchor[i] for i in idx], [data.positive[i] for i in idx], [data.negative[i] for i in idx]]
         labels = torch.zeros(0, dtype=torch.float32)
     texts = [t for g in groups for t in g]
-    ids, mask, _ = pad_batch([encode_one(tok, template, t, max_length) for t in texts])
-    return MicroBatch(kind, torch.from_numpy(ids), torch.from_numpy(mask), labels, text_ids(texts), len(idx))
+    ids, mask, span = pad_batch([encode_one(tok, template, t, max_length) for t in texts])
+    return MicroBatch(kind, torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(span), labels,
+                      text_ids(texts), len(idx))

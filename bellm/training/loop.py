@@ -208,7 +208,7 @@ class Trainer:
     def micro_loss(self, model: torch.nn.Module, mb: MicroBatch) -> dict[str, torch.Tensor]:
         dev = self.info.device
         with autocast(self.cfg.train.precision, dev.type):
-            emb = model(mb.input_ids.to(dev), mb.attention_mask.to(dev))  # (G·b,H)
+            emb = model(mb.input_ids.to(dev), mb.attention_mask.to(dev), mb.span_mask.to(dev))  # (G·b,H)
         groups = list(emb.float().split(mb.size))  # G × (b,H)
         ids = list(mb.ids.to(dev).split(mb.size))  # G × (b,)
         labels = mb.labels.to(dev)
