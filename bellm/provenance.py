@@ -5,8 +5,8 @@ directory, the embedding cache's model fingerprint) includes `code_fingerprint()
 never hide behind a result cached by the buggy code. It hashes the package version and the source of
 the `bellm` modules that can change the result: by default every module except those in
 `NON_NUMERIC` (the CLI, the HTTP server, reports, the registry, sweep/ablation aggregation: code that
-never runs on the way from text and weights to a number, which a test checks by importing the numeric
-entry points), so editing the server does not retrain, re-export or re-evaluate anything. The embedding
+never runs on the way from text and weights to a number; a test checks that no fingerprinted module
+imports one of them), so editing the server does not retrain, re-export or re-evaluate anything. The embedding
 cache uses only the modules on the encoding path.
 """
 
@@ -24,7 +24,7 @@ ENCODING_MODULES: tuple[str, ...] = (
 
 # Modules (files or packages, relative to `bellm/`) that no training, evaluation or export result can
 # depend on: they only present, serve, store or aggregate results. tests/test_provenance.py checks that
-# none of them is imported by the numeric entry points.
+# no fingerprinted module imports one of them.
 NON_NUMERIC: tuple[str, ...] = (
     "ablation.py", "cli", "gates.py", "liveness.py", "registry.py", "report.py", "serve", "sweep.py",
 )

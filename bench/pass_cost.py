@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bellm.runtime import OnnxEncoder  # noqa: E402
-from bellm.serve.batcher import fit_pass_cost, measure_call_overhead, plan_chunks  # noqa: E402
+from bellm.serve.batcher import PROBE_SHAPES, fit_pass_cost, measure_call_overhead, plan_chunks  # noqa: E402
 from bellm.tokenize import encode_one  # noqa: E402
 from bench.common import sts_sentences  # noqa: E402
 
@@ -50,7 +50,9 @@ def fit(enc: OnnxEncoder, repeats: int) -> dict[str, float]:
             times[sh].append(time.perf_counter() - t)
     best = {sh: min(v) * 1000 for sh, v in times.items()}
     a, b = fit_pass_cost(best)
+    pa, pb = fit_pass_cost({sh: best[sh] for sh in PROBE_SHAPES})  # the server probe's shapes, same timings
     return {"a_ms": round(a, 2), "b_ms_per_token": round(b, 4), "a_over_b_tokens": round(a / b, 1),
+            "probe_shapes_a_over_b_tokens": round(pa / pb, 1),
             "best_ms": {f"{r}x{s}": round(t, 2) for (r, s), t in sorted(best.items())}}
 
 

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bellm.runtime import OnnxEncoder  # noqa: E402
+from bellm.serve.config import ServeConfig  # noqa: E402
 from bench.common import best_seconds, sts_sentences  # noqa: E402
 
 
@@ -181,9 +182,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--sentences", type=int, default=512)
-    ap.add_argument("--max-wait-ms", type=float, default=2.0)
-    ap.add_argument("--linger-ms", type=float, default=2.0, help="the server's --linger-ms (0: off, for A/B)")
-    ap.add_argument("--max-batch-size", type=int, default=32)
+    defaults = ServeConfig()  # the server's defaults, so the benchmark runs what `bellm serve` runs
+    ap.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms)
+    ap.add_argument("--linger-ms", type=float, default=defaults.linger_ms, help="the server's --linger-ms (0: off)")
+    ap.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
     ap.add_argument("--spin", action=argparse.BooleanOptionalAction, default=True,
                     help="the server's onnxruntime threads busy-wait between ops (bellm serve --spin/--no-spin)")
     ap.add_argument("--plain-http", action="store_true",

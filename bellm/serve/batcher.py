@@ -87,8 +87,8 @@ def plan_chunks(lengths: Sequence[int], max_tokens: int, overhead_tokens: float)
     return chunks[::-1]
 
 
-# Shapes the start-up probe times: what one-sentence clients give a server (1-16 rows of 16-24 tokens). On a
-# quiet 2-core machine these four fit a/b = 17.8 where 24 shapes (1-32 rows x 16-48 tokens) fit 17.3.
+# Shapes the start-up probe times: what one-sentence clients give a server (1-16 rows of 16-24 tokens); a
+# subset of `bench/pass_cost.py`'s 24-shape grid, which it fits alongside (`probe_shapes_a_over_b_tokens`).
 PROBE_SHAPES: tuple[tuple[int, int], ...] = ((1, 16), (4, 16), (8, 24), (16, 24))
 
 
@@ -152,7 +152,7 @@ class Batcher:
         self.overhead_tokens = overhead_tokens  # a forward pass's fixed cost, in padded tokens (plan_chunks)
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.max_wait_s, self.max_queue = max_wait_s, max_queue
-        self.linger_s = linger_s  # after a pass that left a backlog: wait for the clients it answered
+        self.linger_s = linger_s  # after a pass: how long to wait for the clients it answered
         self.metrics = metrics
         self._pending: deque[tuple[_Job, int]] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -246,7 +246,7 @@ class Batcher:
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
-        linger_until, expect = 0.0, 0  # after a pass: wait until `expect` requests were submitted, or then
+        linger_until, expect = 0.0, 0  # after a pass: wait until `expect` requests were submitted or it is then
         while True:
             if not self._pending:
                 if self._closing:

@@ -21,7 +21,7 @@ class ServeConfig(_Section):
     max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass (longest-first split)")
     call_overhead_tokens: float | None = Field(
         None, ge=0, description="one forward pass's fixed cost in padded tokens: a batch is split by length where "
-        "that saves more padding (None: measured on the model at start-up; 10-18 on 2 AVX2 cores)")
+        "that saves more padding (None: measured on the model at start-up, `measure_call_overhead`)")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the oldest queued text waits for company")
     linger_ms: float = Field(
         2.0, ge=0, description="after a forward pass, how long to wait for the clients it answered to send their "
