@@ -135,11 +135,12 @@ def test_batcher_runs_the_oldest_texts_chunk_and_replans_the_rest() -> None:
         assert res.tolist() == [[17.0 * t, 17.0], [16.0 * t, 16.0]]
 
 
-@pytest.mark.parametrize("linger_s", [0.0, 0.5])
+@pytest.mark.parametrize("linger_s", [0.0, 600.0])
 def test_batcher_lingers_for_the_clients_it_answered(linger_s: float) -> None:
-    """Four closed-loop clients (client i sends its next text 2 + 4i ms after its answer). Without lingering the first
-    one back runs alone while the rest queue behind it (passes of 1 and 3 take turns); lingering waits until
-    all four are back, so every pass holds all four, and it stops waiting as soon as they are (no 0.5 s)."""
+    """Four closed-loop clients (client i sends its next text 2 + 4i ms after its answer). Without lingering the
+    first one back runs alone while the rest queue behind it (passes of 1 and 3 take turns); lingering waits
+    until all four are back, so every pass holds all four. The linger here is 10 minutes: the run can only
+    finish because lingering stops as soon as the answered clients are back (else `wait_for` fails)."""
     sizes: list[int] = []
 
     def run_batch(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
@@ -152,18 +153,15 @@ def test_batcher_lingers_for_the_clients_it_answered(linger_s: float) -> None:
             await b.submit([Encoded(ids=[1] * 8, span=(0, 8), truncated=False)])
             await asyncio.sleep(think_s)
 
-    async def main() -> float:
+    async def main() -> None:
         b = Batcher(run_batch, 2, max_batch_size=32, overhead_tokens=16, linger_s=linger_s)
         b.start()
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(b, 6, 0.002 + 0.004 * i) for i in range(4)))
-        took = time.perf_counter() - t0
+        await asyncio.wait_for(asyncio.gather(*(client(b, 6, 0.002 + 0.004 * i) for i in range(4))), 120)
         await b.close()
-        return took
 
-    took = asyncio.run(main())
+    asyncio.run(main())
     if linger_s:
-        assert sizes == [4] * 6 and took < 1.0, (sizes, took)
+        assert sizes == [4] * 6, sizes
     else:
         assert min(sizes) < 4 and len(sizes) > 6, sizes
 
