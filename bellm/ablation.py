@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bellm.config import PREFIX_CACHE_GB
 from bellm.errors import InputError
 from bellm.sts import TASK_LABELS
 
@@ -38,6 +39,11 @@ class AblationConfig(BaseModel):
         None,
         description="training seeds: every trained trial runs once per seed and Δ vs k=0 is averaged over seeds, "
         "paired per seed (None: the base config's seed)",
+    )
+    prefix_cache_gb: float = Field(
+        PREFIX_CACHE_GB, ge=0,
+        description="memory for the frozen-prefix cache shared by the trials of one process (bellm.prefix; 0: off). "
+        "Trials differ only above the layers LoRA adapts, so the layers below run once per sentence",
     )
     bootstrap: int = Field(1000, ge=100)
     seed: int = Field(0, description="the bootstrap's resampling seed")

@@ -16,6 +16,7 @@ from bellm.errors import InputError
 from bellm.families import family_of, unwrap
 from bellm.masks import build_masks, convert_layers, position_ids_from_mask, resolve_k
 from bellm.pooling import l2_normalize, pool
+from bellm.prefix import FrozenPrefix, first_adapted_layer
 
 
 def unwrap_decoder(model: nn.Module) -> nn.Module:
@@ -47,7 +48,13 @@ def truncate_decoder(model: nn.Module, keep_layers: int | None) -> nn.Module:
 class BellmBackbone(nn.Module):
     """Token states (B,S,H) from a decoder whose last `k` layers are bidirectional."""
 
-    def __init__(self, decoder: nn.Module, bidirectional_layers: int | str, allow_mask_skip: bool = True):
+    def __init__(
+        self,
+        decoder: nn.Module,
+        bidirectional_layers: int | str,
+        allow_mask_skip: bool = True,
+        frozen_layers: int | None = None,
+    ):
         super().__init__()
         self.decoder = decoder
         inner = unwrap_decoder(decoder)
@@ -57,6 +64,12 @@ class BellmBackbone(nn.Module):
         self.flags = convert_layers(inner, self.k)
         # False when tracing for export: the graph must always carry explicit masks.
         self.allow_mask_skip = allow_mask_skip
+        # The bottom layers a frozen-prefix cache (`bellm.prefix`, off unless enabled) may skip: causal and
+        # below any LoRA module. `frozen_layers` is given by callers that know where an adapter sat before
+        # it was merged away.
+        if frozen_layers is None:
+            frozen_layers = first_adapted_layer(inner.layers)
+        self.prefix = FrozenPrefix(min(frozen_layers, self.num_layers - self.k))
 
     @property
     def config(self):  # noqa: ANN201 - the HF config of the wrapped decoder
@@ -66,17 +79,44 @@ class BellmBackbone(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         dec = unwrap_decoder(self.decoder)
-        h = self.family.embed(dec, input_ids)  # (B,S,H)
+        start, h = 0, None
+        if not output_hidden_states:
+            start, h = self._from_prefix_cache(dec, input_ids, attention_mask)
+        if h is None:
+            h = self.family.embed(dec, input_ids)  # (B,S,H)
+        h, states = self._layers(dec, h, attention_mask, start, len(self.flags), output_hidden_states)
+        h = dec.norm(h)  # (B,S,H)
+        return (h, states) if output_hidden_states else h
+
+    def _layers(
+        self, dec: nn.Module, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
+        keep_states: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Layers [start, stop) on h (B,S,H), with positions and masks from the attention mask."""
         pos = position_ids_from_mask(attention_mask)  # (B,S)
         rope = dec.rotary_emb(h, position_ids=pos)  # (cos, sin), each (B,S,D)
         masks = build_masks(attention_mask, dec.config._attn_implementation, h.dtype, self.allow_mask_skip)
         states: list[torch.Tensor] = []
-        for layer, bidir in zip(dec.layers, self.flags, strict=True):
-            h = self.family.run_layer(layer, h, masks.for_layer(bidir), rope, pos)
-            if output_hidden_states:
+        for i in range(start, stop):
+            h = self.family.run_layer(dec.layers[i], h, masks.for_layer(self.flags[i]), rope, pos)
+            if keep_states:
                 states.append(h)
-        h = dec.norm(h)  # (B,S,H)
-        return (h, states) if output_hidden_states else h
+        return h, states
+
+    def _from_prefix_cache(
+        self, dec: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[int, torch.Tensor | None]:
+        """(p, states after the frozen prefix) when the cache is on and applies here, else (0, None)."""
+        p = self.prefix.layers
+        modules = [dec.embed_tokens, *list(dec.layers)[:p]]
+        if not self.prefix.usable([q for m in modules for q in m.parameters()], modules):
+            return 0, None
+        store = self.prefix.store(modules[0], modules[1:], dec.config._attn_implementation, input_ids.device.type)
+
+        def compute(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self._layers(dec, self.family.embed(dec, ids), mask, 0, p)[0]  # (M,S,H)
+
+        return p, self.prefix.states(store, input_ids, attention_mask, compute)
 
 
 class SentenceEncoderModule(nn.Module):

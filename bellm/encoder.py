@@ -22,6 +22,7 @@ from bellm.contract import read_adapter_descriptor
 from bellm.errors import InputError
 from bellm.io import sha256_dir, sha256_text
 from bellm.models import ResolvedModel, load_model, resolve_source
+from bellm.prefix import first_adapted_layer
 from bellm.prompts import resolve_prompt
 from bellm.tokenize import Encoded, RunBatch, as_text_list, embed_texts, encode_one
 
@@ -205,17 +206,19 @@ def load_encoder(
     res = res or resolve_source(cfg.model_source)
     decoder = load_model(res, dtype=dtype, attn_implementation=attn_implementation, causal_lm=False)
     truncate_decoder(decoder, cfg.keep_layers)  # before the adapter: it was trained on the truncated stack
-    adapter_sha = None
+    adapter_sha, frozen = None, None
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
         raise InputError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
     if adapter is not None:
         from peft import PeftModel
 
-        decoder = PeftModel.from_pretrained(decoder, str(adapter)).merge_and_unload()
+        peft_model = PeftModel.from_pretrained(decoder, str(adapter))
+        frozen = first_adapted_layer(unwrap_decoder(peft_model).layers)  # where the merge will change weights
+        decoder = peft_model.merge_and_unload()
         adapter_sha = sha256_dir(adapter)
     if device is not None:
         decoder = decoder.to(device)
-    backbone = BellmBackbone(unwrap_decoder(decoder), cfg.bidirectional_layers)
+    backbone = BellmBackbone(unwrap_decoder(decoder), cfg.bidirectional_layers, frozen_layers=frozen)
     module = SentenceEncoderModule(backbone, cfg.pooling).eval()
     enc = Encoder(module, hf_backend_tokenizer(res.path), cfg.prompt, cfg.max_length, res, adapter_sha, cfg)
     enc.precision = (choose_precision(enc, "auto") if auto

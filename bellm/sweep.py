@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bellm.ablation import to_csv, to_markdown
-from bellm.config import RunConfig
+from bellm.config import PREFIX_CACHE_GB, RunConfig
 from bellm.errors import InputError
 from bellm.io import read_json_object, sha256_file, sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR
@@ -55,6 +55,11 @@ class SweepSpec(BaseModel):
         description="further selection sets scored on each trial's selected adapter",
     )
     final_max_pairs: int | None = Field(None, ge=1, description="cap pairs when scoring selected adapters")
+    prefix_cache_gb: float = Field(
+        PREFIX_CACHE_GB, ge=0,
+        description="memory for the frozen-prefix cache (bellm.prefix; 0: off): trials adapting the same top "
+        "layers of one base model share the states below them; the numbers are the same either way",
+    )
 
     @field_validator("trials")
     @classmethod
@@ -126,8 +131,10 @@ def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> 
     done = out / RESULT
     if done.is_file():
         return json.loads(done.read_text(encoding="utf-8"))
+    from bellm import prefix
     from bellm.training import load_trained_encoder, train
 
+    prefix.enable(spec.prefix_cache_gb)  # the process's stores outlive this trial: the next one reuses them
     res = train(cfg, out, progress=progress)
     curve = learning_curve(res.log_path)
     encoder = load_trained_encoder(res.adapter_dir)
@@ -227,4 +234,4 @@ def write_report(results: Sequence[Mapping[str, Any]], out: Path, spec: SweepSpe
 
 
 def sweep_id(spec: SweepSpec) -> str:
-    return sha256_text(json.dumps(spec.model_dump(exclude={"trials"}), sort_keys=True))[:12]
+    return sha256_text(json.dumps(spec.model_dump(exclude={"trials", "prefix_cache_gb"}), sort_keys=True))[:12]

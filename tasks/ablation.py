@@ -5,6 +5,7 @@ process, a Dask or Ray worker) and with how many threads changes neither its cac
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -14,6 +15,8 @@ from bellm.provenance import code_fingerprint
 from tasks.common import content_key, retrying_task
 from tasks.evaluate import suite_data_sha256
 from tasks.train import train_dir
+
+log = logging.getLogger(__name__)
 
 
 def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig:
@@ -29,7 +32,8 @@ def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig
 
 
 # Sweep-level fields that do not change one trial's result (the trial's seed is in its base config).
-_NOT_IN_TRIAL_KEY = ("ks", "poolings", "seeds", "bootstrap", "seed", "zero_shot")
+# The prefix cache's budget changes what is recomputed, not the numbers (bellm.prefix; tests/test_prefix.py).
+_NOT_IN_TRIAL_KEY = ("ks", "poolings", "seeds", "bootstrap", "seed", "zero_shot", "prefix_cache_gb")
 
 
 def _key(context: Any, p: dict[str, Any]) -> str:
@@ -73,8 +77,11 @@ def _trial(
     data_sha256: dict[str, str],
     base_sha256: str,
 ) -> dict[str, Any]:
+    from bellm import prefix
+    from bellm.config import PREFIX_CACHE_GB
     from bellm.evaluation import evaluate, evaluate_with_scores
 
+    prefix.enable(ablation.get("prefix_cache_gb", PREFIX_CACHE_GB))  # stores outlive the trial: the next reuses them
     info: dict[str, Any] = {}
     if trained:
         from bellm.training import load_trained_encoder, train
@@ -95,6 +102,7 @@ def _trial(
     mp = ablation.get("max_eval_pairs")
     selection = evaluate(encoder, ablation["selection_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)
     table, scores = evaluate_with_scores(encoder, ablation["table_suite"], max_pairs=mp, batch_size=cfg.eval.batch_size)
+    log.info("frozen-prefix cache after trial k=%d %s: %s", k, pooling, prefix.stats())
     return {
         "k": k,
         "pooling": pooling,

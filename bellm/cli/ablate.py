@@ -9,6 +9,7 @@ import typer
 from bellm.cli import app
 from bellm.cli.common import user_errors
 from bellm.cli.runner_options import ADDRESS, RUNNER, THREADS_PER_TRIAL, WORKERS, check_runner
+from bellm.config import PREFIX_CACHE_GB
 
 
 @app.command("ablate")
@@ -28,6 +29,11 @@ def ablate(
     zero_shot: bool = typer.Option(True, help="also evaluate the untrained grid"),
     train: bool = typer.Option(True, help="train each trial (--no-train: zero-shot curve only)"),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for the 95% intervals"),
+    prefix_cache_gb: float = typer.Option(
+        PREFIX_CACHE_GB,
+        help="memory (GiB) for the frozen-prefix cache: the layers below LoRA are run once per sentence for all "
+        "trials of the process (0: off; numbers are the same either way)",
+    ),
     runner: str = RUNNER,
     address: str | None = ADDRESS,
     workers: int | None = WORKERS,
@@ -62,6 +68,7 @@ def ablate(
             zero_shot=zero_shot,
             train=train,
             bootstrap=bootstrap,
+            prefix_cache_gb=prefix_cache_gb,
         )
     prefect_env()
     from flows.ablation import bellm_ablation
