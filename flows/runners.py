@@ -131,12 +131,16 @@ def run_trials(task: Any, calls: Sequence[dict[str, Any]], runner: Runner) -> li
     """Run `task(**call)` for every call on `runner`, inside the current flow run.
 
     Returns (result, final state name) in call order; the state name says whether a trial was reused
-    ("Cached") or ran now ("Completed"). A failed trial raises, as it would sequentially.
+    ("Cached") or ran now ("Completed"). A failed trial raises: run sequentially, the trials after it do not
+    start (an hour-long sweep stops at its first broken trial, not after the others have run).
     """
     tr = runner.task_runner()
     if tr is None:
-        states = [task(**call, return_state=True) for call in calls]
-        return [(s.result(), s.name) for s in states]
+        done = []
+        for call in calls:
+            state = task(**call, return_state=True)
+            done.append((state.result(), state.name))  # raises for a failed trial
+        return done
     with api_for_workers(), tr, runner.submitting():
         futures = [tr.submit(task, parameters=dict(call)) for call in calls]
         return [(f.result(), f.state.name) for f in futures]

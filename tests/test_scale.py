@@ -84,6 +84,31 @@ def test_trial_scope_runs_one_trial_at_a_time_with_its_own_seed_and_threads() ->
     assert torch.equal(draws["a"], alone)  # seeded per trial: same numbers whatever ran before
 
 
+def test_a_failed_trial_stops_a_sequential_sweep() -> None:
+    """The trials after a failed one do not start (they used to run to the end before the failure surfaced)."""
+    from prefect import flow, task
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.runners import run_trials
+
+    started: list[int] = []
+
+    @task(retries=0)
+    def trial(i: int) -> int:
+        started.append(i)
+        if i == 1:
+            raise RuntimeError("trial 1 is broken")
+        return i
+
+    @flow
+    def sweep() -> list:
+        return run_trials(trial, [{"i": 0}, {"i": 1}, {"i": 2}], Runner("sequential"))
+
+    with prefect_test_harness(server_startup_timeout=120), pytest.raises(RuntimeError, match="trial 1 is broken"):
+        sweep()
+    assert started == [0, 1]
+
+
 def test_worker_identity_outside_a_cluster() -> None:
     ident = worker_identity()
     assert ident["pid"] == os.getpid() and "worker" not in ident
