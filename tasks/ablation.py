@@ -1,7 +1,9 @@
 """Ablation trial task: one (k, pooling) configuration trained on a fixed budget (or zero-shot), then
 evaluated for selection and for the table. Cached by content, so an interrupted sweep resumes with only
 the missing trials (and a half-trained trial resumes from its checkpoints). Where it runs (the flow's
-process, a Dask or Ray worker) and with how many threads changes neither its cache key nor its numbers."""
+process, a Dask or Ray worker) and with how many threads changes neither its cache key nor its numbers
+(beyond float rounding where the frozen-prefix cache, `bellm.prefix`, computed a sentence's states in an
+earlier trial's batch)."""
 
 from __future__ import annotations
 
