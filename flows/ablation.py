@@ -164,7 +164,10 @@ def render(cfg: Any, abl: AblationConfig, rows: dict[str, list[dict[str, Any]]],
     )
     parts = [
         f"# Ablation {sweep_id}: where does backward dependency help?\n",
-        f"Model `{cfg.model.source}`, prompt `{cfg.encoder.prompt}`, max length {cfg.encoder.max_length}. "
+        f"Model `{cfg.model.source}`"
+        + (f" (bottom {cfg.encoder.keep_layers} layers kept; k counts from their top)" if cfg.encoder.keep_layers
+           else "")
+        + f", prompt `{cfg.encoder.prompt}`, max length {cfg.encoder.max_length}. "
         f"Budget: {budget}. Table suite: {suite}"
         + (f" (first {abl.max_eval_pairs} pairs per task)" if abl.max_eval_pairs else "")
         + f"; selection on {abl.selection_suite}. Δ = Spearman x100 minus the k=0 trial with the same pooling; "
