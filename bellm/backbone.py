@@ -109,9 +109,11 @@ class BellmBackbone(nn.Module):
         """(p, states after the frozen prefix) when the cache is on and applies here, else (0, None)."""
         p = self.prefix.layers
         modules = [dec.embed_tokens, *list(dec.layers)[:p]]
-        if not self.prefix.usable([q for m in modules for q in m.parameters()], modules):
+        params = [q for m in modules for q in m.parameters()]
+        if not self.prefix.usable(params, modules):
             return 0, None
-        store = self.prefix.store(modules[0], modules[1:], dec.config._attn_implementation, input_ids.device.type)
+        store = self.prefix.store(params, modules[0], modules[1:], dec.config._attn_implementation,
+                                  input_ids.device.type)
 
         def compute(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             return self._layers(dec, self.family.embed(dec, ids), mask, 0, p)[0]  # (M,S,H)

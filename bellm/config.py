@@ -316,11 +316,11 @@ def preflight(cfg: RunConfig, evaluate: bool = True) -> RunConfig:
     return cfg
 
 
-# Everything that determines a trained adapter (not eval/export settings, which don't change training).
 # The frozen-prefix cache's memory budget in sweeps and ablations (`bellm.prefix`; 0 turns it off): the
 # model and a training step need ~3 of the 24 GiB of the reference machine.
 PREFIX_CACHE_GB = 6.0
 
+# Everything that determines a trained adapter (not eval/export settings, which don't change training).
 TRAIN_SECTIONS: tuple[str, ...] = ("model", "encoder", "lora", "data", "loss", "train")
 
 

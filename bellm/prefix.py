@@ -144,9 +144,11 @@ class FrozenPrefix:
             return False
         return not (any(m.training for m in modules) and _has_dropout(modules))
 
-    def store(self, embed: nn.Module, layers: list[nn.Module], attn: str, device_type: str) -> PrefixStore:
+    def store(
+        self, params: list[torch.Tensor], embed: nn.Module, layers: list[nn.Module], attn: str, device_type: str
+    ) -> PrefixStore:
+        """The store of these weights (`params`: the prefix's parameters, to notice in-place edits)."""
         assert _REGISTRY is not None
-        params = [p for m in [embed, *layers] for p in m.parameters()]
         versions = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
         on = torch.is_autocast_enabled(device_type)
         autocast = str(torch.get_autocast_dtype(device_type)) if on else "off"
