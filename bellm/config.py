@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bellm.contract import ATTENTION_OPS, MIN_OPSET, POOLINGS, VARIANTS, AdapterDescriptor
 from bellm.errors import InputError
 from bellm.models import DEFAULT_MODEL
-from bellm.paths import NLI_DIR, REPO_ROOT, STS_DIR
+from bellm.paths import NLI_DIR, STS_DIR, portable_path
 from bellm.prompts import DEFAULT_PROMPT, resolve_prompt
 
 
@@ -324,20 +323,11 @@ PREFIX_CACHE_GB = 6.0
 TRAIN_SECTIONS: tuple[str, ...] = ("model", "encoder", "lora", "data", "loss", "train")
 
 
-def _portable(path: str) -> str:
-    """A data path as it goes into a cache key: relative to the repository when inside it, so the same
-    configuration has the same key in every checkout (the files' contents are keyed separately)."""
-    try:
-        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
-    except ValueError:
-        return path
-
-
 def training_tree(cfg: RunConfig) -> dict[str, Any]:
     """The JSON tree of `TRAIN_SECTIONS` that cache keys and resume checks hash, with portable data paths."""
     tree = cfg.model_dump(mode="json", include=set(TRAIN_SECTIONS))
     data = tree["data"]
-    data["train_pairs"] = [_portable(p) for p in data["train_pairs"]]
-    data["train_triplets"] = [_portable(p) for p in data["train_triplets"]]
-    data["dev_pairs"] = _portable(data["dev_pairs"])
+    data["train_pairs"] = [portable_path(p) for p in data["train_pairs"]]
+    data["train_triplets"] = [portable_path(p) for p in data["train_triplets"]]
+    data["dev_pairs"] = portable_path(data["dev_pairs"])
     return tree

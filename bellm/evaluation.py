@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from bellm.embcache import EmbeddingCache, encode_cached
-from bellm.paths import REPO_ROOT, STS_DIR
+from bellm.paths import STS_DIR, portable_path
 from bellm.sts import Task, average, cosine_rows, load_suite, score_task, suite_name
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,6 @@ def _fingerprint(encoder: Any) -> str:
     if not callable(getattr(encoder, "encode", None)):
         raise TypeError(f"{type(encoder).__name__} has no `.encode(texts, batch_size=...)` method")
     return fp
-
-
-def _display_path(path: str) -> str:
-    """Repo-relative file names in results, so results from different checkouts compare equal."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(p)
 
 
 def unique_sentences(tasks: Sequence[Task]) -> tuple[list[str], int]:
@@ -112,7 +103,7 @@ def evaluate_with_scores(
         "avg": average([b["spearman"] for b in blocks.values()]),
         "wmean": average([b.get("wmean", b)["spearman"] for b in blocks.values()]),
         "max_pairs": max_pairs,
-        "data_sha256": {_display_path(f): sha for t in tasks for f, sha in t.files.items()},
+        "data_sha256": {portable_path(f): sha for t in tasks for f, sha in t.files.items()},
         "dedupe": {"sentences": total, "unique": len(sentences), "encoded": encoded},
         "seconds": round(time.perf_counter() - start, 3),
     }

@@ -28,6 +28,19 @@ STS_DIR = DATA_DIR / "sts"
 NLI_DIR = DATA_DIR / "nli"
 
 
+def portable_path(path: str | Path) -> str:
+    """A file as it goes into cache keys and results: relative to the repository when inside it (posix), else
+    absolute. The same file then has the same name in every checkout, so caches and results carry over. A hub
+    dataset spec (`hf:<id>...`) is not a path and is kept as given."""
+    if str(path).startswith("hf:"):
+        return str(path)
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(p)
+
+
 def user_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "bellm"

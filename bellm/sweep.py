@@ -96,12 +96,15 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
 
 
 def trial_key(cfg: RunConfig, extra_files: Sequence[str] = ()) -> str:
-    """What determines a trial's outcome: the training fingerprint (settings + training files' contents) and
-    the contents of the selection files. Progress bars and thread counts are excluded."""
+    """What determines a trial's outcome: the training fingerprint (settings + training files' contents), the
+    contents of the selection files and the code fingerprint (a code fix is never hidden behind a cached trial,
+    as for every other cache: docs/guarantees.md). Progress bars and thread counts are excluded."""
+    from bellm.provenance import code_fingerprint
     from bellm.training.loop import config_fingerprint
 
     files = [*cfg.data.train_pairs, *cfg.data.train_triplets, cfg.data.dev_pairs, *extra_files]
-    return config_fingerprint(cfg, [sha256_file(f) if Path(f).is_file() else f for f in files])
+    trained = config_fingerprint(cfg, [sha256_file(f) if Path(f).is_file() else f for f in files])
+    return sha256_text(json.dumps([trained, code_fingerprint()]))[:16]
 
 
 def trial_dir(root: Path, name: str, cfg: RunConfig, extra_files: Sequence[str] = ()) -> Path:

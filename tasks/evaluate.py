@@ -37,10 +37,12 @@ def load_for_eval(encoder: EncoderConfig | Path | str, adapter: str | None = Non
 
 
 def suite_data_sha256(suite: str | list[str]) -> dict[str, str]:
-    """{file: sha256} of every data file the suite reads (its content keys the evaluation cache)."""
+    """{file: sha256} of every data file the suite reads (its content keys the evaluation cache), by portable
+    path so the key is the same in every checkout."""
+    from bellm.paths import portable_path
     from bellm.sts import load_suite
 
-    return {f: sha for t in load_suite(suite) for f, sha in t.files.items()}
+    return {portable_path(f): sha for t in load_suite(suite) for f, sha in t.files.items()}
 
 
 def _eval_key(context: Any, params: dict[str, Any]) -> str:

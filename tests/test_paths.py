@@ -42,3 +42,34 @@ def test_installed_package_defaults_to_user_cache_and_cwd(tmp_path: Path) -> Non
     assert got["home"] == str(home / ".cache" / "bellm")
     assert got["arts"] == str(cwd / "artifacts") and got["data"] == str(cwd / "data")
     assert not (site / ".bellm").exists() and not (site / "artifacts").exists()
+
+
+def _checkout(root: Path) -> Path:
+    """A second checkout's data directory: the same STS-B files under another repository root."""
+    for split in ("train", "dev"):
+        dest = root / "data" / "sts" / "stsb" / f"{split}.tsv"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lines = (paths.STS_DIR / "stsb" / f"{split}.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+        dest.write_text("".join(lines[:40]), encoding="utf-8")
+    return root
+
+
+def test_cache_keys_are_the_same_in_two_checkouts(tmp_path: Path, monkeypatch) -> None:
+    """The same configuration run from two checkouts is one training and one evaluation cache entry: data files
+    enter the keys by repo-relative name (the keys used to differ by the checkout's absolute data paths)."""
+    from bellm.config import RunConfig
+    from tasks.data import prepare_data
+    from tasks.evaluate import suite_data_sha256
+    from tasks.train import train_key
+
+    keys = []
+    for name in ("checkout-a", "checkout-b"):
+        root = _checkout(tmp_path / name)
+        monkeypatch.setattr(paths, "REPO_ROOT", root)
+        sts = root / "data" / "sts" / "stsb"
+        cfg = RunConfig.model_validate({"data": {"train_pairs": [str(sts / "train.tsv")], "train_triplets": [],
+                                                 "dev_pairs": str(sts / "dev.tsv")}})
+        data = prepare_data.fn(cfg)
+        assert set(data["sha256"]) == {"data/sts/stsb/train.tsv", "data/sts/stsb/dev.tsv"}
+        keys.append((train_key(cfg, data["sha256"], "base"), suite_data_sha256([str(sts / "dev.tsv")])))
+    assert keys[0] == keys[1]

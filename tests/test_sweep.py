@@ -103,3 +103,16 @@ def test_trial_key_follows_file_contents(tmp_path: Path) -> None:
     assert trial_key(cfg, spec.extra_dev) == before
     pairs.write_text("score\tsentence1\tsentence2\n2.0\ta\tb\n")
     assert trial_key(cfg, spec.extra_dev) != before
+
+
+def test_trial_key_follows_the_code(tmp_path: Path, monkeypatch) -> None:
+    """A code fix retrains a trial, as it does every other cached result (the trial key used to leave the code
+    out, so a sweep rerun after a fix in the loss or the backbone reported the old numbers)."""
+    import bellm.provenance
+    from bellm.sweep import trial_key
+
+    spec = SweepSpec(trials={"a": {}})
+    cfg = trial_config(spec, "a")
+    before = trial_key(cfg, spec.extra_dev)
+    monkeypatch.setattr(bellm.provenance, "code_fingerprint", lambda: "another-code-version")
+    assert trial_key(cfg, spec.extra_dev) != before
