@@ -127,6 +127,10 @@ def encoder_config(config: EncoderConfig | str | None = None, **settings: Any) -
 
 
 class LoraConfig(_Section):
+    mode: Literal["lora", "full"] = Field(
+        "lora", description="lora: low-rank adapters; full: train the full weights of the same linear layers "
+        "(r, alpha, dropout unused), saved as an exact LoRA adapter (bellm.training.full)",
+    )
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)

@@ -302,8 +302,9 @@ class Trainer:
         self.resume()
         model = D.wrap_ddp(self.module, self.info)
         trainable, total = count_parameters(self.module)
-        log.info("training %d of %d parameters (LoRA r=%d), global batch %d, steps %d..%d",
-                 trainable, total, self.cfg.lora.r, self.gb, self.step + 1, t.max_steps)
+        what = "full weights" if self.cfg.lora.mode == "full" else f"LoRA r={self.cfg.lora.r}"
+        log.info("training %d of %d parameters (%s), global batch %d, steps %d..%d",
+                 trainable, total, what, self.gb, self.step + 1, t.max_steps)
         bar = None
         if self.info.is_main and self.progress:
             from tqdm.auto import tqdm

@@ -26,6 +26,7 @@ from bellm.families import family_of
 from bellm.io import atomic_path
 from bellm.models import ResolvedModel, load_model
 from bellm.prompts import PROMPTS
+from bellm.training.full import FullWeightAdapter
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -37,8 +38,11 @@ log = logging.getLogger(__name__)
 FORBIDDEN_TARGETS = ("embed_tokens", "lm_head")
 
 
-def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncoderModule, PeftModel]:
-    """Base decoder (frozen) + LoRA adapters → SentenceEncoderModule in train mode, and the PeftModel."""
+def build_lora_module(
+    cfg: RunConfig, res: ResolvedModel
+) -> tuple[SentenceEncoderModule, PeftModel | FullWeightAdapter]:
+    """Base decoder (frozen) + LoRA adapters → SentenceEncoderModule in train mode, and the PeftModel (with
+    `lora.mode="full"`: the target weights themselves train, and a `FullWeightAdapter` saves them)."""
     from peft import LoraConfig, get_peft_model
 
     decoder = load_model(
@@ -59,15 +63,20 @@ def build_lora_module(cfg: RunConfig, res: ResolvedModel) -> tuple[SentenceEncod
     only = cfg.lora.layers
     if only is not None and only > n_layers:
         raise InputError(f"lora.layers={only} exceeds the model's {n_layers} layers")
-    lora = LoraConfig(
-        layers_to_transform=None if only is None else list(range(n_layers - only, n_layers)),
-        layers_pattern=None if only is None else "layers",
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=targets,
-        bias="none",
-    )
+    placement: dict[str, Any] = {
+        "layers_to_transform": None if only is None else list(range(n_layers - only, n_layers)),
+        "layers_pattern": None if only is None else "layers",
+        "target_modules": targets,
+    }
+    if cfg.lora.mode == "full":
+        first = 0 if only is None else n_layers - only
+        adapter = FullWeightAdapter(decoder, targets, list(range(first, n_layers)), placement)
+        backbone = BellmBackbone(decoder, cfg.encoder.bidirectional_layers, frozen_layers=first)
+        module = SentenceEncoderModule(backbone, cfg.encoder.pooling, normalize=False)
+        module.train()
+        return module, adapter
+    lora = LoraConfig(**placement, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      bias="none")
     peft_model = get_peft_model(decoder, lora)
     backbone = BellmBackbone(peft_model, cfg.encoder.bidirectional_layers)
     module = SentenceEncoderModule(backbone, cfg.encoder.pooling, normalize=False)
@@ -122,7 +131,7 @@ def adapter_metadata(
     )
 
 
-def save_adapter(dest: Path, peft_model: PeftModel, descriptor: AdapterDescriptor) -> Path:
+def save_adapter(dest: Path, peft_model: PeftModel | FullWeightAdapter, descriptor: AdapterDescriptor) -> Path:
     """Write the PEFT adapter + bellm.json into `dest` in one atomic rename."""
     with atomic_path(dest) as tmp:
         peft_model.save_pretrained(str(tmp), safe_serialization=True)
