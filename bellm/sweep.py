@@ -25,7 +25,7 @@ from bellm.ablation import to_csv, to_markdown
 from bellm.config import PREFIX_CACHE_GB, RunConfig
 from bellm.errors import InputError
 from bellm.io import read_json_object, sha256_file, sha256_text, write_json_atomic, write_text_atomic
-from bellm.paths import STS_DIR
+from bellm.paths import STS_DIR, bellm_home
 from bellm.profiles import build_config
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ def trial_key(cfg: RunConfig, extra_files: Sequence[str] = ()) -> str:
     files = [*cfg.data.train_pairs, *cfg.data.train_triplets, cfg.data.dev_pairs, *extra_files]
     trained = config_fingerprint(cfg, [sha256_file(f) if Path(f).is_file() else f for f in files])
     return sha256_text(json.dumps([trained, code_fingerprint()]))[:16]
+
+
+def trials_root() -> Path:
+    """Where finished and half-trained trials live (shared by every sweep: a trial is found by its key)."""
+    return bellm_home() / "sweeps"
 
 
 def trial_dir(root: Path, name: str, cfg: RunConfig, extra_files: Sequence[str] = ()) -> Path:

@@ -1,10 +1,15 @@
 """Test-split numbers for finished recipes (sweep trials), reported once after selection on dev.
 
-    .venv/bin/python bench/recipe_test.py --trials keep28-sick-240 --suite stsb,sickr
+    .venv/bin/python bench/recipe_test.py --spec sweeps/quick_dims2.json --trials lr1e3-480 --suite full
+    .venv/bin/python bench/recipe_test.py --trial-dir $BELLM_HOME/sweeps/lr1e3-480-<key> --suite full
 
-Reads each trial's selected adapter from $BELLM_HOME/sweeps/<trial>-<key>/adapter and evaluates it on the
-given suite (PyTorch fp32); writes bench/results/recipe_test_<trial>.json. Embeddings are cached by model
-fingerprint, so a later run with more tasks only encodes the new sentences.
+A trial is found exactly: by the key its spec gives it under this code (`bellm.sweep.trial_dir`), or by an
+explicit trial directory (a trial trained by another checkout or code version). Its selected adapter is
+evaluated on the suite (PyTorch fp32); writes bench/results/recipe_test_<trial>_<suite>.json. Embeddings are
+cached by model fingerprint, so a later run with more tasks only encodes the new sentences.
+
+(Until 2026-11-30 the trial was found by name with a glob and the alphabetically last match was taken: with
+two versions of a trial on disk, that could score the older one.)
 """
 
 from __future__ import annotations
@@ -15,26 +20,37 @@ from pathlib import Path
 
 from bellm.evaluation import evaluate
 from bellm.io import write_json_atomic
-from bellm.paths import bellm_home
+from bellm.sweep import SweepSpec, trial_config, trial_dir, trials_root
 from bellm.training import load_trained_encoder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def trial_dirs(args: argparse.Namespace) -> list[Path]:
+    if args.trial_dir:
+        return [Path(d) for d in args.trial_dir]
+    if not (args.spec and args.trials):
+        raise SystemExit("give --spec SPEC --trials NAMES, or --trial-dir DIR")
+    spec = SweepSpec.load(Path(args.spec))
+    return [trial_dir(trials_root(), n, trial_config(spec, n), spec.extra_dev)
+            for n in args.trials.split(",")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", required=True, help="comma-separated sweep trial names")
+    ap.add_argument("--spec", help="the sweep spec the trials belong to")
+    ap.add_argument("--trials", help="comma-separated trial names of --spec")
+    ap.add_argument("--trial-dir", action="append", help="a trial directory (repeatable), instead of --spec")
     ap.add_argument("--suite", default="full", help="full, or comma-separated task keys (stsb,sickr,sts12,...)")
     args = ap.parse_args()
     suite: str | list[str] = args.suite if args.suite in ("full", "gate") else args.suite.split(",")
-    for name in args.trials.split(","):
-        dirs = sorted((bellm_home() / "sweeps").glob(f"{name}-*/adapter"))
-        if not dirs:
-            raise SystemExit(f"no finished trial {name!r} under {bellm_home() / 'sweeps'}")
-        enc = load_trained_encoder(dirs[-1])
-        res = evaluate(enc, suite)
+    for d in trial_dirs(args):
+        if not (d / "adapter" / "bellm.json").is_file():
+            raise SystemExit(f"{d}: no finished trial there (run its sweep first)")
+        name = json.loads((d / "result.json").read_text())["name"]
+        res = evaluate(load_trained_encoder(d / "adapter"), suite)
         row = {t: round(b["spearman"], 2) for t, b in res["tasks"].items()}
-        out = {"trial": name, "adapter": str(dirs[-1]), "suite": res["suite"], "spearman": row,
+        out = {"trial": name, "adapter": str(d / "adapter"), "suite": res["suite"], "spearman": row,
                "avg": res["avg"], "seconds": res["seconds"]}
         write_json_atomic(RESULTS / f"recipe_test_{name}_{args.suite.replace(',', '-')}.json", out)
         print(json.dumps(out))

@@ -26,8 +26,8 @@ def sweep(
     (`bellm eval`). Resumable: finished trials are cached in $BELLM_HOME/sweeps/, a half-trained trial
     resumes from its checkpoints, so rerunning the same command continues where it stopped.
     """
-    from bellm.paths import artifacts_dir, bellm_home
-    from bellm.sweep import SweepSpec, run_trial, sweep_id, write_report
+    from bellm.paths import artifacts_dir
+    from bellm.sweep import SweepSpec, run_trial, sweep_id, trials_root, write_report
 
     with user_errors():
         spec = SweepSpec.load(spec_file)
@@ -35,7 +35,7 @@ def sweep(
         unknown = [n for n in names if n not in spec.trials]
         if unknown:
             raise InputError(f"{spec_file}: no trial named {', '.join(unknown)}")
-    root = bellm_home() / "sweeps"
+    root = trials_root()
     out = output or artifacts_dir() / "sweeps" / f"{spec_file.stem}-{sweep_id(spec)}"
     results = []
     for name in names:
