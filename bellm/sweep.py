@@ -25,7 +25,7 @@ from bellm.ablation import to_csv, to_markdown
 from bellm.config import PREFIX_CACHE_GB, RunConfig
 from bellm.errors import InputError
 from bellm.io import read_json_object, sha256_file, sha256_text, write_json_atomic, write_text_atomic
-from bellm.paths import STS_DIR, bellm_home
+from bellm.paths import STS_DIR, bellm_home, portable_path
 from bellm.profiles import build_config
 
 log = logging.getLogger(__name__)
@@ -226,8 +226,9 @@ def write_report(results: Sequence[Mapping[str, Any]], out: Path, spec: SweepSpe
     rows = table_rows(results)
     md = (
         f"# Recipe search ({len(results)} trials, profile `{spec.profile}`)\n\n"
-        f"Selected on development data only: `{spec.dev}` during training (every {spec.eval_every} steps, best step "
-        f"kept), then {', '.join(f'`{p}`' for p in spec.extra_dev) or 'nothing else'} on the selected adapter. "
+        f"Selected on development data only: `{portable_path(spec.dev)}` during training (every {spec.eval_every} "
+        f"steps, best step kept), then {', '.join(f'`{portable_path(p)}`' for p in spec.extra_dev) or 'nothing else'} "
+        "on the selected adapter. "
         "`train_s` is training compute without dev evaluations.\n\n"
         f"Base overrides: `{json.dumps(spec.base, sort_keys=True)}`\n\n"
         + to_markdown(rows)

@@ -1,11 +1,13 @@
 """Test-split numbers for finished recipes (sweep trials), reported once after selection on dev.
 
     .venv/bin/python bench/recipe_test.py --spec sweeps/quick_dims2.json --trials lr1e3-480 --suite full
-    .venv/bin/python bench/recipe_test.py --trial-dir $BELLM_HOME/sweeps/lr1e3-480-<key> --suite full
+    .venv/bin/python bench/recipe_test.py --trial-dir $BELLM_HOME/sweeps/lr1e3-480-<key> --suite full --engine onnx
 
 A trial is found exactly: by the key its spec gives it under this code (`bellm.sweep.trial_dir`), or by an
 explicit trial directory (a trial trained by another checkout or code version). Its selected adapter is
-evaluated on the suite (PyTorch fp32); writes bench/results/recipe_test_<trial>_<suite>.json. Embeddings are
+evaluated on the suite, in PyTorch fp32 or (`--engine onnx`, ~2x faster on a CPU for the full suite) through
+its exported fp32 ONNX model, the way the main job reports a run; writes
+bench/results/recipe_test_<trial>_<suite>.json. Embeddings are
 cached by model fingerprint, so a later run with more tasks only encodes the new sentences.
 
 (Until 2026-11-30 the trial was found by name with a glob and the alphabetically last match was taken: with
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from bellm.evaluation import evaluate
 from bellm.io import write_json_atomic
@@ -36,21 +40,36 @@ def trial_dirs(args: argparse.Namespace) -> list[Path]:
             for n in args.trials.split(",")]
 
 
+def encoder(adapter: Path, engine: str, tmp: Path) -> Any:
+    enc = load_trained_encoder(adapter)
+    if engine == "torch":
+        return enc
+    from bellm.export.api import export_encoder
+    from bellm.runtime import OnnxEncoder
+
+    export_encoder(enc, tmp / "export", ["fp32"], sts_gate=False)
+    return OnnxEncoder(tmp / "export" / "fp32")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", help="the sweep spec the trials belong to")
     ap.add_argument("--trials", help="comma-separated trial names of --spec")
     ap.add_argument("--trial-dir", action="append", help="a trial directory (repeatable), instead of --spec")
     ap.add_argument("--suite", default="full", help="full, or comma-separated task keys (stsb,sickr,sts12,...)")
+    ap.add_argument("--engine", choices=("torch", "onnx"), default="torch",
+                    help="torch: PyTorch fp32; onnx: export fp32 (parity-gated) to a temporary directory and run it")
     args = ap.parse_args()
     suite: str | list[str] = args.suite if args.suite in ("full", "gate") else args.suite.split(",")
     for d in trial_dirs(args):
         if not (d / "adapter" / "bellm.json").is_file():
             raise SystemExit(f"{d}: no finished trial there (run its sweep first)")
         name = json.loads((d / "result.json").read_text())["name"]
-        res = evaluate(load_trained_encoder(d / "adapter"), suite)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = evaluate(encoder(d / "adapter", args.engine, Path(tmp)), suite)
         row = {t: round(b["spearman"], 2) for t, b in res["tasks"].items()}
-        out = {"trial": name, "adapter": str(d / "adapter"), "suite": res["suite"], "spearman": row,
+        out = {"trial": name, "adapter": str(d / "adapter"), "engine": args.engine, "suite": res["suite"],
+               "spearman": row,
                "avg": res["avg"], "seconds": res["seconds"]}
         write_json_atomic(RESULTS / f"recipe_test_{name}_{args.suite.replace(',', '-')}.json", out)
         print(json.dumps(out))
