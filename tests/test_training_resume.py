@@ -72,3 +72,20 @@ def test_kill_9_and_resume_gives_the_same_adapter(tiny_model_dir: Path, tmp_path
     assert [x["loss"] for x in la] == pytest.approx([x["loss"] for x in lb], abs=1e-6)
     meta = json.loads((killed / "adapter" / "bellm.json").read_text())
     assert meta["steps"] == 60
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_its_log(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """With no checkpoint to resume from, training starts at step 1 and so must the log: the killed run's
+    lines used to stay, so the log held steps 1..n twice and the sweep's training seconds counted them twice."""
+    from bellm.profiles import build_config
+    from bellm.training import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [json.dumps({"step": s, "loss": 1.0, "step_s": 100.0}) for s in (1, 2, 3)]
+    (out / "train_log.jsonl").write_text("\n".join(stale) + "\n")  # what a kill at step 3 leaves
+    cfg = build_config("smoke", {"model": {"source": str(tiny_model_dir)},
+                                 "train": {"progress": False, "max_steps": 2, "checkpoint_every": 2}})
+    train(cfg, out)
+    lines = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2] and all(x["step_s"] < 100 for x in lines)

@@ -159,6 +159,8 @@ class Trainer:
     def resume(self) -> None:
         found = ckpt.latest_checkpoint(self.ckpt_root)
         if found is None:
+            if self.info.is_main:  # a run killed before its first checkpoint starts over: so does its log
+                truncate_log(self.log_path, 0)
             return
         st = found.state
         if st["fingerprint"] != self.fingerprint:
