@@ -68,20 +68,18 @@ def build_lora_module(
         "layers_pattern": None if only is None else "layers",
         "target_modules": targets,
     }
+    saver: PeftModel | FullWeightAdapter
     if cfg.lora.mode == "full":
         first = 0 if only is None else n_layers - only
-        adapter = FullWeightAdapter(decoder, targets, list(range(first, n_layers)), placement)
+        saver = FullWeightAdapter(decoder, targets, list(range(first, n_layers)), placement)
         backbone = BellmBackbone(decoder, cfg.encoder.bidirectional_layers, frozen_layers=first)
-        module = SentenceEncoderModule(backbone, cfg.encoder.pooling, normalize=False)
-        module.train()
-        return module, adapter
-    lora = LoraConfig(**placement, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      bias="none")
-    peft_model = get_peft_model(decoder, lora)
-    backbone = BellmBackbone(peft_model, cfg.encoder.bidirectional_layers)
+    else:
+        saver = get_peft_model(decoder, LoraConfig(**placement, r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                   lora_dropout=cfg.lora.dropout, bias="none"))
+        backbone = BellmBackbone(saver, cfg.encoder.bidirectional_layers)
     module = SentenceEncoderModule(backbone, cfg.encoder.pooling, normalize=False)
     module.train()
-    return module, peft_model
+    return module, saver
 
 
 def bellm_version() -> str:
