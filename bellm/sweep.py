@@ -95,16 +95,22 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
     return cfg
 
 
+# Training settings a resume may change (bellm.training.loop.NON_NUMERIC_TRAIN) that still pick a trial's adapter.
+SELECTION_SETTINGS = ("eval_every", "eval_max_pairs", "select_best")
+
+
 def trial_key(cfg: RunConfig, extra_files: Sequence[str] = ()) -> str:
     """What determines a trial's outcome: the training fingerprint (settings + training files' contents), the
-    contents of the selection files and the code fingerprint (a code fix is never hidden behind a cached trial,
+    contents of the selection files, the dev curve's settings (they choose which step's adapter the trial keeps,
+    though a resume may change them) and the code fingerprint (a code fix is never hidden behind a cached trial,
     as for every other cache: docs/guarantees.md). Progress bars and thread counts are excluded."""
     from bellm.provenance import code_fingerprint
     from bellm.training.loop import config_fingerprint
 
     files = [*cfg.data.train_pairs, *cfg.data.train_triplets, cfg.data.dev_pairs, *extra_files]
     trained = config_fingerprint(cfg, [sha256_file(f) if Path(f).is_file() else f for f in files])
-    return sha256_text(json.dumps([trained, code_fingerprint()]))[:16]
+    curve = {k: getattr(cfg.train, k) for k in SELECTION_SETTINGS}
+    return sha256_text(json.dumps([trained, curve, code_fingerprint()], sort_keys=True))[:16]
 
 
 def trials_root() -> Path:

@@ -105,6 +105,16 @@ def test_trial_key_follows_file_contents(tmp_path: Path) -> None:
     assert trial_key(cfg, spec.extra_dev) != before
 
 
+def test_trial_key_follows_the_dev_curve_settings() -> None:
+    """The curve's interval and pair cap choose which step's adapter a trial keeps: a sweep with another curve is
+    another trial (the key used to leave them out, so a sweep every 60 steps reused a trial selected every 30)."""
+    from bellm.sweep import trial_key
+
+    every30, every60 = (trial_config(SweepSpec(trials={"a": {}}, eval_every=e), "a") for e in (30, 60))
+    capped = trial_config(SweepSpec(trials={"a": {"train.eval_max_pairs": 100}}, eval_every=30), "a")
+    assert len({trial_key(every30), trial_key(every60), trial_key(capped)}) == 3
+
+
 def test_trial_key_follows_the_code(tmp_path: Path, monkeypatch) -> None:
     """A code fix retrains a trial, as it does every other cached result (the trial key used to leave the code
     out, so a sweep rerun after a fix in the loss or the backbone reported the old numbers)."""
