@@ -5,10 +5,10 @@
 
 A trial is found exactly: by the key its spec gives it under this code (`bellm.sweep.trial_dir`), or by an
 explicit trial directory (a trial trained by another checkout or code version). Its selected adapter is
-evaluated on the suite, in PyTorch fp32 or (`--engine onnx`, ~2x faster on a CPU for the full suite) through
-its exported fp32 ONNX model, the way the main job reports a run; writes
-bench/results/recipe_test_<trial>_<suite>.json. Embeddings are
-cached by model fingerprint, so a later run with more tasks only encodes the new sentences.
+evaluated on the suite in PyTorch fp32, or (`--engine onnx`) through its exported fp32 ONNX model, the way the
+main job reports a run (ORT fp32 encodes 1.6x as fast as PyTorch fp32 on the AVX2 machine: BENCHMARKS.md, the
+engines table); writes bench/results/recipe_test_<trial>_<suite>.json. Embeddings are cached by model
+fingerprint, so a later run with more tasks only encodes the new sentences.
 
 (Until 2026-11-30 the trial was found by name with a glob and the alphabetically last match was taken: with
 two versions of a trial on disk, that could score the older one.)
@@ -69,8 +69,7 @@ def main() -> None:
             res = evaluate(encoder(d / "adapter", args.engine, Path(tmp)), suite)
         row = {t: round(b["spearman"], 2) for t, b in res["tasks"].items()}
         out = {"trial": name, "adapter": str(d / "adapter"), "engine": args.engine, "suite": res["suite"],
-               "spearman": row,
-               "avg": res["avg"], "seconds": res["seconds"]}
+               "spearman": row, "avg": res["avg"], "seconds": res["seconds"]}
         write_json_atomic(RESULTS / f"recipe_test_{name}_{args.suite.replace(',', '-')}.json", out)
         print(json.dumps(out))
 

@@ -56,3 +56,14 @@ def test_full_training_changes_only_the_target_weights(tiny_model_dir: Path, tmp
     assert deltas and all(float(d.abs().max()) > 0 for d in deltas)
     eyes = [v for k, v in state.items() if k.endswith("lora_A.weight")]
     assert all(torch.equal(a, torch.eye(a.shape[0])) for a in eyes)
+
+
+def test_full_mode_without_a_layer_limit_trains_every_layer(tiny_model_dir: Path) -> None:
+    from bellm.models import resolve_source
+    from bellm.training.model import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, lora={"mode": "full", "layers": None})
+    module, _ = build_lora_module(cfg, resolve_source(cfg.model.source))
+    layers = {n.split(".layers.")[1].split(".")[0] for n, p in module.named_parameters() if p.requires_grad}
+    assert layers == {"0", "1", "2", "3"}
+    assert module.backbone.prefix.layers == 0  # nothing below the trained layers to cache

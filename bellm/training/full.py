@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -24,12 +25,14 @@ _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 PEFT_PREFIX = "base_model.model."  # how PEFT names a module of the bare decoder in adapter_model.safetensors
 
 
-def trainable_linears(decoder: nn.Module, targets: list[str], layer_ids: list[int]) -> dict[str, nn.Linear]:
-    """{module name: nn.Linear} of the target projections in the given decoder layers (names as in `decoder`)."""
+def trainable_linears(decoder: nn.Module, targets: list[str], layer_ids: list[int] | None) -> dict[str, nn.Linear]:
+    """{module name: nn.Linear} of the target projections in the given decoder layers (None: every layer; names
+    as in `decoder`)."""
     out: dict[str, nn.Linear] = {}
     for name, mod in decoder.named_modules():
         layer = _LAYER.search(name)
-        if isinstance(mod, nn.Linear) and name.split(".")[-1] in targets and layer and int(layer[1]) in layer_ids:
+        if (isinstance(mod, nn.Linear) and name.split(".")[-1] in targets and layer
+                and (layer_ids is None or int(layer[1]) in layer_ids)):
             out[name] = mod
     return out
 
@@ -37,9 +40,12 @@ def trainable_linears(decoder: nn.Module, targets: list[str], layer_ids: list[in
 class FullWeightAdapter:
     """Marks the target weights trainable, remembers their base values, and saves the difference as LoRA."""
 
-    def __init__(self, decoder: nn.Module, targets: list[str], layer_ids: list[int], peft_config: dict) -> None:
+    def __init__(self, decoder: nn.Module, placement: dict[str, Any]) -> None:
+        """`placement`: the LoraConfig fields saying where LoRA would go (`target_modules`, `layers_to_transform`
+        (None: all layers), `layers_pattern`); they also go into adapter_config.json."""
         for p in decoder.parameters():
             p.requires_grad_(False)
+        targets, layer_ids = placement["target_modules"], placement["layers_to_transform"]
         self.linears = trainable_linears(decoder, targets, layer_ids)
         if not self.linears:
             raise ValueError(f"no linear layers named {targets} in layers {layer_ids}")
@@ -48,7 +54,7 @@ class FullWeightAdapter:
                 raise ValueError("full fine-tuning saves weight deltas only; biased projections are not supported")
             mod.weight.requires_grad_(True)
         self.base = {n: m.weight.detach().to("cpu", torch.float32, copy=True) for n, m in self.linears.items()}
-        self.peft_config = peft_config  # LoraConfig fields (target modules, layers) for adapter_config.json
+        self.placement = placement
 
     def lora_state(self) -> dict[str, torch.Tensor]:
         """PEFT-named lora_A / lora_B tensors whose merge reproduces the trained weights exactly."""
@@ -64,7 +70,7 @@ class FullWeightAdapter:
         from peft import LoraConfig
 
         ranks = {name: m.weight.shape[1] for name, m in self.linears.items()}
-        cfg = LoraConfig(**self.peft_config, r=max(ranks.values()), lora_alpha=max(ranks.values()),
+        cfg = LoraConfig(**self.placement, r=max(ranks.values()), lora_alpha=max(ranks.values()),
                          rank_pattern=ranks, alpha_pattern=dict(ranks), lora_dropout=0.0, bias="none")
         cfg.base_model_name_or_path = None
         cfg.inference_mode = True

@@ -63,15 +63,15 @@ def build_lora_module(
     only = cfg.lora.layers
     if only is not None and only > n_layers:
         raise InputError(f"lora.layers={only} exceeds the model's {n_layers} layers")
+    first = 0 if only is None else n_layers - only  # the lowest adapted layer
     placement: dict[str, Any] = {
-        "layers_to_transform": None if only is None else list(range(n_layers - only, n_layers)),
+        "layers_to_transform": None if only is None else list(range(first, n_layers)),
         "layers_pattern": None if only is None else "layers",
         "target_modules": targets,
     }
     saver: PeftModel | FullWeightAdapter
     if cfg.lora.mode == "full":
-        first = 0 if only is None else n_layers - only
-        saver = FullWeightAdapter(decoder, targets, list(range(first, n_layers)), placement)
+        saver = FullWeightAdapter(decoder, placement)
         backbone = BellmBackbone(decoder, cfg.encoder.bidirectional_layers, frozen_layers=first)
     else:
         saver = get_peft_model(decoder, LoraConfig(**placement, r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
