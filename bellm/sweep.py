@@ -138,13 +138,26 @@ def loss_curve(log_path: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, log_path.read_text(encoding="utf-8").splitlines())]
 
 
+def finished_trial(spec: SweepSpec, name: str, root: Path) -> dict[str, Any] | None:
+    """The cached result of one trial at its current key, or None if it has not finished."""
+    done = trial_dir(root, name, trial_config(spec, name), spec.extra_dev) / RESULT
+    return json.loads(done.read_text(encoding="utf-8")) if done.is_file() else None
+
+
+def finished_results(spec: SweepSpec, root: Path) -> list[dict[str, Any]]:
+    """Every finished trial of the spec, in spec order: what its report tabulates, however (and with however
+    many `--only` runs) the trials were run."""
+    return [r for r in (finished_trial(spec, n, root) for n in spec.trials) if r is not None]
+
+
 def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) one trial and score its selected adapter on every selection set; cached."""
+    cached = finished_trial(spec, name, root)
+    if cached is not None:
+        return cached
     cfg = trial_config(spec, name)
     out = trial_dir(root, name, cfg, spec.extra_dev)
     done = out / RESULT
-    if done.is_file():
-        return json.loads(done.read_text(encoding="utf-8"))
     from bellm import prefix
     from bellm.training import load_trained_encoder, train
 

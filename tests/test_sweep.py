@@ -126,3 +126,29 @@ def test_trial_key_follows_the_code(tmp_path: Path, monkeypatch) -> None:
     before = trial_key(cfg, spec.extra_dev)
     monkeypatch.setattr(bellm.provenance, "code_fingerprint", lambda: "another-code-version")
     assert trial_key(cfg, spec.extra_dev) != before
+
+
+def test_report_lists_every_finished_trial_not_only_those_run_now(tmp_path: Path, monkeypatch) -> None:
+    """`bellm sweep SPEC --only b` after `--only a` used to rewrite the report with b alone: a's row was lost."""
+    from typer.testing import CliRunner
+
+    from bellm.cli import _register, app
+    from bellm.io import write_json_atomic
+    from bellm.sweep import RESULT, trial_dir, trials_root
+
+    monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
+    spec = SweepSpec(profile="smoke", trials={"a": {"train.lr": 1e-3}, "b": {"train.lr": 3e-4}, "c": {}})
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.model_dump_json())
+    for name, dev in (("a", 70.0), ("b", 75.0)):  # two finished trials (c never ran)
+        done = trial_dir(trials_root(), name, trial_config(spec, name), spec.extra_dev) / RESULT
+        write_json_atomic(done, {"name": name, "key": "k", "overrides": spec.trials[name], "steps": 2,
+                                 "best_step": 2, "train_seconds": 1.0, "wall_seconds": 2.0,
+                                 "curve": [{"step": 2, "seconds": 1.0, "dev": dev}],
+                                 "selection": {"stsb_dev": dev}})
+    _register()
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["sweep", str(spec_file), "--only", "b", "-o", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert [r["name"] for r in json.loads((out / "sweep.json").read_text())["results"]] == ["a", "b"]
+    assert "| a |" in (out / "sweep.md").read_text() and "2 trials" in (out / "sweep.md").read_text()

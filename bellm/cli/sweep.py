@@ -20,14 +20,15 @@ def sweep(
     progress: bool = typer.Option(True, help="show training progress bars"),
 ) -> None:
     """Train each trial with a dev learning curve, score its selected adapter on STS-B dev and SICK-R dev,
-    and write a table (md/csv), the curves (PNG, dev vs step and vs training seconds) and sweep.json.
+    and write a table (md/csv), the curves (PNG, dev vs step and vs training seconds) and sweep.json. The
+    report lists every finished trial of the spec, including those of earlier `--only` runs.
 
     Test splits are refused: choose settings here, report test numbers once for the finished recipe
     (`bellm eval`). Resumable: finished trials are cached in $BELLM_HOME/sweeps/, a half-trained trial
     resumes from its checkpoints, so rerunning the same command continues where it stopped.
     """
     from bellm.paths import artifacts_dir
-    from bellm.sweep import SweepSpec, run_trial, sweep_id, trials_root, write_report
+    from bellm.sweep import SweepSpec, finished_results, run_trial, sweep_id, trials_root, write_report
 
     with user_errors():
         spec = SweepSpec.load(spec_file)
@@ -37,9 +38,11 @@ def sweep(
             raise InputError(f"{spec_file}: no trial named {', '.join(unknown)}")
     root = trials_root()
     out = output or artifacts_dir() / "sweeps" / f"{spec_file.stem}-{sweep_id(spec)}"
-    results = []
     for name in names:
         typer.echo(f"trial {name}", err=True)
-        results.append(run_trial(spec, name, root, progress=progress))
-        write_report(results, out, spec)  # after every trial: a killed sweep still leaves its table
+        run_trial(spec, name, root, progress=progress)
+        # After every trial, every finished trial of the spec (not only those run now): a killed sweep still
+        # leaves its table, and `--only b` after `--only a` tabulates both.
+        results = finished_results(spec, root)
+        write_report(results, out, spec)
     typer.echo(json.dumps({"dir": str(out), "trials": [r["name"] for r in results]}))
