@@ -73,3 +73,21 @@ def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory, embedded_dir: P
         return cache[key]
 
     return factory
+
+
+# Test files by measured cost, heaviest first (seconds of one quiet `pytest --durations=0` run, summed per file;
+# see BENCHMARKS.md "Test suite"). `make test` runs them in this order (`--no-loadscope-reorder`): xdist's default
+# orders files by *test count*, which put the one-test files that take minutes (the real-model export, the
+# deployment) last, so one worker ran them alone while the other sat idle. Unlisted files follow, in
+# collection order.
+HEAVY_FIRST: tuple[str, ...] = (
+    "test_flow.py", "test_scale.py", "test_export.py", "test_export_real.py", "test_deployment.py",
+    "test_serve.py", "test_ablation.py", "test_training_resume.py", "test_training.py", "test_sweep.py",
+    "test_training_ddp.py", "test_cli_adapter.py", "test_export_invariance.py", "test_keep_layers.py",
+    "test_cli_run.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda it: rank.get(it.path.name, len(HEAVY_FIRST)))  # stable: file order kept within a rank

@@ -202,7 +202,7 @@ def test_export_refuses_a_foreign_nonempty_destination(tiny_model_dir: Path, tmp
     from typer.testing import CliRunner
 
     from bellm.cli import _register, app
-    from bellm.export.api import ExportDestinationError
+    from bellm.export.api import ExportDestinationError, check_destination
 
     dest = tmp_path / "mine"
     dest.mkdir()
@@ -217,7 +217,7 @@ def test_export_refuses_a_foreign_nonempty_destination(tiny_model_dir: Path, tmp
     assert (dest / "notes.txt").read_text() == "precious"
     export_encoder(enc, dest, ["fp32"], sts_gate=False, overwrite=True)  # said explicitly
     assert not (dest / "notes.txt").exists() and (dest / "export.json").is_file()
-    export_encoder(enc, dest, ["fp32"], sts_gate=False)  # a previous bellm export may be replaced
+    check_destination(dest)  # a previous bellm export may be replaced (export_encoder's first step; no 2nd export)
 
 
 def test_parity_gate_fails_on_nan() -> None:
