@@ -10,7 +10,6 @@ import pytest
 
 from bellm.encoder import load_encoder
 from bellm.export.api import export_encoder
-from bellm.export.check import check_graph
 
 
 @pytest.mark.slow
@@ -19,5 +18,6 @@ def test_real_model_fp32_parity(tmp_path: Path) -> None:
     result = export_encoder(enc, tmp_path / "real", ["fp32"], sts_gate=False)
     fp32 = result.variants["fp32"]
     assert fp32.published and fp32.parity["min_cosine"] >= 0.99999 and fp32.parity["max_abs_diff"] <= 1e-4
-    report = check_graph(tmp_path / "real" / "fp32" / "model.onnx")
-    assert report.ok and report.k_found == 2 and len(report.layers) == 30
+    report = fp32.graph_check  # check_graph, run by the export on the file it published (not run twice)
+    assert report["ok"] and report["k_found"] == 2 and len(report["layers"]) == 30
+    assert report["empirical"] == "ok" and all(layer["padding_invisible"] for layer in report["layers"])

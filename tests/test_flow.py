@@ -117,10 +117,15 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     # The cached adapter directory was deleted: the cached result must not be reused (it used to fail forever).
     import shutil
 
+    # (The probe's failing gate stops the run after training and the gate evaluation: reaching the gate is
+    # what the bug prevented, and the export and report were covered above.)
     shutil.rmtree(Path(man["training"]["log"]).parent / "adapter")
-    state3 = train_eval_export(profile="quick", overrides=ov, return_state=True)
-    assert state3.is_completed(), state3
+    before = {r.id for r in list_runs(arts)}
+    state3 = train_eval_export(profile="quick", overrides=probe, return_state=True)
+    assert state3.is_failed()
     assert task_states(state3.state_details.flow_run_id)["train"] == ["Completed"]
+    (new,) = [r for r in list_runs(arts) if r.id not in before]
+    assert "min_task[stsb_dev]" in new.manifest["error"], new.manifest["error"]  # the gate, not a missing adapter
 
 
 def test_failed_gate_fails_run_and_publishes_nothing(
