@@ -22,6 +22,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
+@pytest.fixture(autouse=True)
+def _no_prefix_cache_after_a_test():
+    """The frozen-prefix cache is process-global and stays on after an in-process sweep or ablation (by design:
+    the next trial reuses it). Between tests it must not: a later test in the same worker would encode through
+    it (test_prefix counts misses; test_encoder compares bits)."""
+    yield
+    import sys
+
+    if "bellm.prefix" in sys.modules:
+        sys.modules["bellm.prefix"].disable()
+
+
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The real embedded model, converted once to safetensors (cached in $BELLM_HOME)."""
