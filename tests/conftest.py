@@ -88,15 +88,15 @@ def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory, embedded_dir: P
 
 
 # Test files by measured cost, heaviest first (seconds of one quiet `pytest --durations=0` run, summed per file;
-# see BENCHMARKS.md "Test suite"). `make test` runs them in this order (`--no-loadscope-reorder`): xdist's default
+# BENCHMARKS.md "The test suite (CI)"). `make test` runs them in this order (`--no-loadscope-reorder`): xdist's default
 # orders files by *test count*, which put the one-test files that take minutes (the real-model export, the
 # deployment) last, so one worker ran them alone while the other sat idle. Unlisted files follow, in
 # collection order.
 HEAVY_FIRST: tuple[str, ...] = (
-    "test_flow.py", "test_scale.py", "test_export.py", "test_export_real.py", "test_deployment.py",
-    "test_serve.py", "test_ablation.py", "test_training_resume.py", "test_training.py", "test_sweep.py",
-    "test_training_ddp.py", "test_cli_adapter.py", "test_export_invariance.py", "test_keep_layers.py",
-    "test_cli_run.py",
+    "test_export_real.py", "test_export.py", "test_scale.py", "test_deployment.py", "test_flow.py",
+    "test_ablation.py", "test_serve.py", "test_training_resume.py", "test_training.py", "test_training_ddp.py",
+    "test_cli_run.py", "test_sweep.py", "test_export_invariance.py", "test_cli_adapter.py", "test_export_cli.py",
+    "test_keep_layers.py", "test_export_share.py",
 )
 
 
