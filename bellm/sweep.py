@@ -162,7 +162,9 @@ def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> 
     from bellm.training import load_trained_encoder, train
 
     prefix.enable(spec.prefix_cache_gb)  # the process's stores outlive this trial: the next one reuses them
+    before = prefix.stats()
     res = train(cfg, out, progress=progress)
+    cache = prefix_share(before, prefix.stats())
     curve = learning_curve(res.log_path)
     encoder = load_trained_encoder(res.adapter_dir)
     selection: dict[str, float | None] = {}
@@ -178,9 +180,18 @@ def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> 
         "wall_seconds": round(res.seconds, 1),
         "curve": curve,
         "selection": selection,
+        "prefix_hit_share": cache,
     }
     write_json_atomic(done, result)
     return result
+
+
+def prefix_share(before: Mapping[str, int], after: Mapping[str, int]) -> float | None:
+    """The share of this trial's sentences whose frozen-prefix states came from the cache (None: cache off).
+    Training seconds compare only between trials with similar shares: the first trial of a sweep process fills
+    the cache and pays for the frozen layers, later ones mostly do not."""
+    hits, misses = (max(0, after[k] - before[k]) for k in ("hits", "misses"))
+    return round(hits / (hits + misses), 3) if hits + misses else None
 
 
 def _set_name(path: str) -> str:
@@ -204,7 +215,8 @@ def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for r in results:
         row = {"trial": r["name"], "overrides": json.dumps(r["overrides"], sort_keys=True)}
         row.update({f"dev:{k}": v for k, v in r["selection"].items()})
-        row.update(best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"], wall_s=r["wall_seconds"])
+        row.update(best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"], wall_s=r["wall_seconds"],
+                   prefix_hits=r.get("prefix_hit_share"))
         rows.append(row)
     first = next(iter(rows[0]), None) if rows else None
     key = next((k for k in (rows[0] if rows else {}) if k.startswith("dev:")), first)
@@ -248,7 +260,9 @@ def write_report(results: Sequence[Mapping[str, Any]], out: Path, spec: SweepSpe
         f"Selected on development data only: `{portable_path(spec.dev)}` during training (every {spec.eval_every} "
         f"steps, best step kept), then {', '.join(f'`{portable_path(p)}`' for p in spec.extra_dev) or 'nothing else'} "
         "on the selected adapter. "
-        "`train_s` is training compute without dev evaluations.\n\n"
+        "`train_s` is training compute without dev evaluations; `prefix_hits` is the share of the trial's sentences "
+        "whose frozen-layer states came from the process's cache (the first trial of a process fills it, so its "
+        "`train_s` is higher; empty: recorded before this column existed, or the cache was off).\n\n"
         f"Base overrides: `{json.dumps(spec.base, sort_keys=True)}`\n\n"
         + to_markdown(rows)
         + "\n![curves](sweep.png)\n"

@@ -152,3 +152,14 @@ def test_report_lists_every_finished_trial_not_only_those_run_now(tmp_path: Path
     assert res.exit_code == 0, res.output
     assert [r["name"] for r in json.loads((out / "sweep.json").read_text())["results"]] == ["a", "b"]
     assert "| a |" in (out / "sweep.md").read_text() and "2 trials" in (out / "sweep.md").read_text()
+
+
+def test_prefix_hit_share_tells_which_trial_filled_the_cache() -> None:
+    from bellm.sweep import prefix_share
+
+    assert prefix_share({"hits": 10, "misses": 5}, {"hits": 40, "misses": 15}) == 0.75  # 30 hits, 10 misses
+    assert prefix_share({"hits": 0, "misses": 0}, {"hits": 0, "misses": 64}) == 0.0  # the trial that filled it
+    assert prefix_share({"hits": 3, "misses": 3}, {"hits": 3, "misses": 3}) is None  # no frozen prefix / cache off
+    row = table_rows([{"name": "a", "overrides": {}, "selection": {"stsb_dev": 70.0}, "best_step": 2, "steps": 2,
+                       "train_seconds": 4.0, "wall_seconds": 9.0, "curve": [], "prefix_hit_share": 0.75}])[0]
+    assert row["prefix_hits"] == 0.75
