@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bellm.config import ConfigError
+from bellm.config import ConfigError, RunConfig
 from bellm.profiles import PROFILES, build_config
 
 
@@ -17,9 +17,29 @@ def test_defaults_and_profiles_validate() -> None:
     q = build_config("quick")
     assert q.model.source == "smollm2-135m"
     assert q.encoder.bidirectional_layers == 2 and q.encoder.pooling == "last"
-    # `standard` is quick's recipe, lr 1e-3 included (the third sweep, docs/recipe.md), over 480 steps
+    # `standard` is quick's recipe, lr 1e-3 included (the third sweep, docs/recipe.md), over one epoch
     s = build_config("standard")
-    assert (s.train.lr, s.train.max_steps, s.train.schedule) == (1e-3, 480, "cosine") and q.train.lr == 1e-3
+    assert (s.train.lr, s.train.max_steps, s.train.schedule) == (1e-3, 640, "cosine") and q.train.lr == 1e-3
+
+
+def test_standard_trains_exactly_as_the_sweep_trial_its_numbers_come_from() -> None:
+    """docs/recipe.md reports `standard`'s test numbers from the fourth sweep's `ep1-lr1e3-640` trial: that holds
+    only while the profile's training settings equal the trial's (the dev curve that picks the kept step too)."""
+    from bellm.config import training_tree
+    from bellm.paths import REPO_ROOT
+    from bellm.sweep import SweepSpec, trial_config
+
+    spec = SweepSpec.load(REPO_ROOT / "sweeps" / "epochs.json")
+    trial, profile = trial_config(spec, "ep1-lr1e3-640"), build_config("standard")
+
+    def dev_cap(c: RunConfig) -> int | None:  # what the training loop reads of the two caps (bellm.training.loop)
+        return min([x for x in (c.train.eval_max_pairs, c.data.max_eval_pairs) if x is not None], default=None)
+
+    assert dev_cap(trial) == dev_cap(profile) == 250
+    a, b = training_tree(trial), training_tree(profile)
+    for tree in (a, b):  # the two caps enter training only as the one cap compared above
+        tree["data"].pop("max_eval_pairs"), tree["train"].pop("eval_max_pairs")
+    assert a == b
 
 
 def test_dotted_overrides_parse_json_values() -> None:
