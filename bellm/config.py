@@ -265,6 +265,12 @@ class RunConfig(_Section):
         """The complete encoder description of this run (the encoder section + model.source)."""
         return EncoderConfig(**{**self.encoder.model_dump(), "source": self.model.source})
 
+    @property
+    def dev_curve_pairs(self) -> int | None:
+        """How many dev pairs the in-training curve reads: the smaller of train.eval_max_pairs and
+        data.max_eval_pairs (None: all)."""
+        return min([c for c in (self.train.eval_max_pairs, self.data.max_eval_pairs) if c is not None], default=None)
+
 
 class ConfigError(InputError):
     """A bad configuration value, with the dotted key and reason."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bellm.config import ConfigError, RunConfig
+from bellm.config import ConfigError
 from bellm.profiles import PROFILES, build_config
 
 
@@ -32,10 +32,7 @@ def test_standard_trains_exactly_as_the_sweep_trial_its_numbers_come_from() -> N
     spec = SweepSpec.load(REPO_ROOT / "sweeps" / "epochs.json")
     trial, profile = trial_config(spec, "ep1-lr1e3-640"), build_config("standard")
 
-    def dev_cap(c: RunConfig) -> int | None:  # what the training loop reads of the two caps (bellm.training.loop)
-        return min([x for x in (c.train.eval_max_pairs, c.data.max_eval_pairs) if x is not None], default=None)
-
-    assert dev_cap(trial) == dev_cap(profile) == 250
+    assert trial.dev_curve_pairs == profile.dev_curve_pairs == 250
     a, b = training_tree(trial), training_tree(profile)
     for tree in (a, b):  # the two caps enter training only as the one cap compared above
         tree["data"].pop("max_eval_pairs"), tree["train"].pop("eval_max_pairs")

@@ -137,8 +137,7 @@ class Trainer:
         for kind, n in (("pairs", self.data.n_pairs), ("triplets", self.data.n_triplets)):
             if 0 < n < self.gb:
                 log.warning("%d %s are fewer than one global batch (%d): they will not be used", n, kind, self.gb)
-        caps = [c for c in (t.eval_max_pairs, cfg.data.max_eval_pairs) if c is not None]
-        self.dev = load_pairs(cfg.data.dev_pairs, min(caps, default=None)) if t.eval_every else None
+        self.dev = load_pairs(cfg.data.dev_pairs, cfg.dev_curve_pairs) if t.eval_every else None
         self.module, self.peft = build_lora_module(cfg, self.res)
         self.module.to(info.device)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
