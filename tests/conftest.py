@@ -34,6 +34,19 @@ def _no_prefix_cache_after_a_test():
         sys.modules["bellm.prefix"].disable()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _trace_each_tiny_encoder_once():
+    """Export tests trace the same tiny encoders again and again (~14 s each); trace each one once per worker
+    (`export_helpers.memoized`). The real model is traced every time."""
+    from export_helpers import memoized
+
+    import bellm.export.api as api
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(api, "trace", memoized(api.trace))
+        yield
+
+
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The real embedded model, converted once to safetensors (cached in $BELLM_HOME)."""
@@ -93,10 +106,11 @@ def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory, embedded_dir: P
 # deployment) last, so one worker ran them alone while the other sat idle. Unlisted files follow, in
 # collection order.
 HEAVY_FIRST: tuple[str, ...] = (
-    "test_export_real.py", "test_export.py", "test_scale.py", "test_deployment.py", "test_flow.py",
-    "test_ablation.py", "test_serve.py", "test_training_resume.py", "test_training.py", "test_training_ddp.py",
-    "test_cli_run.py", "test_sweep.py", "test_export_invariance.py", "test_cli_adapter.py", "test_export_cli.py",
-    "test_keep_layers.py", "test_export_share.py",
+    "test_scale.py", "test_export_real.py", "test_deployment.py", "test_export.py", "test_ablation.py",
+    "test_flow.py", "test_training_resume.py", "test_export_invariance.py", "test_training.py",
+    "test_baseline_minilm.py", "test_export_optimize.py", "test_training_ddp.py", "test_serve.py",
+    "test_cli_run.py", "test_sweep.py", "test_cli_adapter.py", "test_keep_layers.py", "test_export_cli.py",
+    "test_export_share.py",
 )
 
 

@@ -23,3 +23,51 @@ def shared_export(model_dir: str, root: str):
     out = Path(root) / "tiny"
     result = export_encoder(enc, out, ["fp32", "int8", "fp16"], sts_gate=fixed_score(SCORES))
     return out, enc, result
+
+
+
+MEMO_MAX_PARAMS = 20_000_000  # the tiny test models; the real one (135M) is traced every time, as users do
+
+
+def trace_key(module, dtype, opset: int) -> str | None:
+    """Everything the traced graph depends on: structure, every weight's bytes, flags, pooling, dtype, opset
+    (the example inputs are fixed: `bellm.export.trace.example_inputs`). None: too large to be worth hashing."""
+    import hashlib
+
+    import torch
+
+    state = module.state_dict()
+    if sum(t.numel() for t in state.values()) > MEMO_MAX_PARAMS:
+        return None
+    h = hashlib.sha256(repr(module).encode())
+    h.update(repr((tuple(module.backbone.flags), module.pooling, str(dtype), opset)).encode())
+    for name, t in state.items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def memoized(trace):
+    """`bellm.export.trace.trace`, run once per distinct input in a test process. Tracing a 4-layer model takes
+    ~14 s of torch.export and decomposition, most of a tiny export, and many tests export the same tiny encoder
+    to test what happens *after* the trace (gates, variants, destinations, attention ops). Each caller gets its
+    own copy: the rewrite mutates the graph in place."""
+    import onnx
+    import onnx_ir as ir
+    import torch
+
+    cache: dict[str, bytes] = {}
+
+    def wrapper(module, dtype: torch.dtype = torch.float32, opset: int = 23) -> ir.Model:
+        key = trace_key(module, dtype, opset)
+        if key is not None and key in cache:
+            proto = onnx.ModelProto()
+            proto.ParseFromString(cache[key])
+            return ir.serde.deserialize_model(proto)
+        model = trace(module, dtype, opset)
+        if key is not None:
+            cache[key] = ir.serde.serialize_model(model).SerializeToString()
+        return model
+
+    wrapper.cache = cache  # type: ignore[attr-defined]
+    return wrapper

@@ -38,15 +38,26 @@ def tiny_overrides(tiny_model_dir: Path, artifacts: Path, **extra: Any) -> dict[
     }
 
 
-def task_states(flow_run_id: Any) -> dict[str, list[str]]:
+def task_states(flow_run_id: Any, timeout_s: float = 60.0) -> dict[str, list[str]]:
+    """Each task's final state names in one flow run. Prefect 3 records task-run states from events that the
+    server ingests asynchronously, so a task run read right after the flow returns may have no state yet
+    (CI read `state=None` once): wait until every task run has reached a final state."""
+    import time
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + timeout_s
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            settled = all(tr.state is not None and tr.state.is_final() for tr in runs)
+            if settled or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     out: dict[str, list[str]] = {}
     for tr in runs:
-        out.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr.state.name)
+        out.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr.state.name if tr.state else "<no state>")
     return out
 
 

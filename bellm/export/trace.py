@@ -36,6 +36,7 @@ from torch import nn
 
 from bellm.backbone import SentenceEncoderModule, unwrap_decoder
 from bellm.contract import OUTPUT_NAME, inputs_for
+from bellm.export.optimize import optimize_graph
 from bellm.masks import left_align_order, visibility
 from bellm.pooling import l2_normalize, pool
 
@@ -131,7 +132,9 @@ def trace(module: SentenceEncoderModule, dtype: torch.dtype = torch.float32, ops
             output_names=[OUTPUT_NAME, PAD_VISIBILITY],
             dynamic_shapes=dyn,
             verbose=False,
+            optimize=False,  # `optimize_graph` below: the default optimizer less its one quadratic rule
         )
     if prog is None:  # pragma: no cover - dynamo=True always returns a program
         raise RuntimeError("torch.onnx.export returned no program")
+    optimize_graph(prog.model)
     return prog.model
