@@ -24,11 +24,8 @@ import torch  # noqa: E402
 import bellm.export.trace as trace_module  # noqa: E402
 from bellm.encoder import load_encoder  # noqa: E402
 from bellm.export.api import build_graph  # noqa: E402
+from bellm.export.optimize import graph_signature  # noqa: E402
 from bench.common import machine  # noqa: E402
-
-
-def signature(model) -> list[tuple[str, str]]:
-    return [(n.op_type, repr(sorted((k, repr(a.value)) for k, a in n.attributes.items()))) for n in model.graph]
 
 
 def main() -> None:
@@ -47,7 +44,7 @@ def main() -> None:
         graphs[name] = build_graph(enc, torch.float32, "onnx", 23)
         times[name] = round(time.perf_counter() - t, 1)
         print(name, times[name], "s", flush=True)
-    same = signature(graphs["bellm"]) == signature(graphs["torch_default"])
+    same = graph_signature(graphs["bellm"]) == graph_signature(graphs["torch_default"])
     out = {"source": args.source, "k": args.k, "layers": len(enc.module.backbone.flags), "build_graph_s": times,
            "nodes": len(list(graphs["bellm"].graph)), "same_graph": same, "machine": machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

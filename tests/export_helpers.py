@@ -25,7 +25,6 @@ def shared_export(model_dir: str, root: str):
     return out, enc, result
 
 
-
 MEMO_MAX_PARAMS = 20_000_000  # the tiny test models; the real one (135M) is traced every time, as users do
 
 
@@ -51,14 +50,14 @@ def memoized(trace):
     """`bellm.export.trace.trace`, run once per distinct input in a test process. Tracing a 4-layer model takes
     ~14 s of torch.export and decomposition, most of a tiny export, and many tests export the same tiny encoder
     to test what happens *after* the trace (gates, variants, destinations, attention ops). Each caller gets its
-    own copy: the rewrite mutates the graph in place."""
+    own copy: the rewrite mutates the graph in place. (`bellm.export.api.build_graph`, the one caller, passes
+    all three arguments.)"""
     import onnx
     import onnx_ir as ir
-    import torch
 
     cache: dict[str, bytes] = {}
 
-    def wrapper(module, dtype: torch.dtype = torch.float32, opset: int = 23) -> ir.Model:
+    def wrapper(module, dtype, opset: int) -> ir.Model:
         key = trace_key(module, dtype, opset)
         if key is not None and key in cache:
             proto = onnx.ModelProto()
@@ -69,5 +68,4 @@ def memoized(trace):
             cache[key] = ir.serde.serialize_model(model).SerializeToString()
         return model
 
-    wrapper.cache = cache  # type: ignore[attr-defined]
     return wrapper
