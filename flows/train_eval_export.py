@@ -1,9 +1,10 @@
 """The `train-eval-export` flow: what users run (as deployments, or `bellm run`).
 
-data prep → LoRA training → STS gate → ONNX export (parity, invariance and variant gates) → full STS report
-through the exported fp32 model (+ zero-shot on the fastest faithful engine, baseline; cached by fingerprint)
-→ champion gates → register the run, and promote it to champion when every gate passed (a failed run keeps no
-ONNX directory).
+data prep → LoRA training → STS gates and the regression check against the champion (on the dev splits of
+`eval.gate_suite`) → ONNX export (parity, invariance and variant gates, the last on the same dev splits) → full
+STS report through the exported fp32 model (test splits: reported, never deciding; + zero-shot on the fastest
+faithful engine, baseline; cached by fingerprint) → register the run, and promote it to champion when every gate
+passed (a failed run keeps no ONNX directory). The manifest's `decisions` lists every file a decision read.
 The flow only orchestrates; every step is a task in `tasks/` over a `bellm` function.
 """
 
@@ -77,9 +78,11 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
         )
         # Every decision reads the dev splits of eval.gate_suite (issue 26): the minimums and the regression check
         # against the champion's dev numbers, here, before anything is exported; test splits are only reported.
-        dev = portable_path(cfg.data.dev_pairs)  # the in-training curve's set: it chose the kept step
-        record(run_dir, decisions={"checkpoint_selection": decision_record(dev, {dev: data["sha256"][dev]}),
-                                   "gates": decision_record(gate["suite"], gate["data_sha256"])})
+        decisions = {"gates": decision_record(gate["suite"], gate["data_sha256"])}
+        if cfg.train.eval_every and cfg.train.select_best:  # the in-training dev curve chose the kept step
+            dev = portable_path(cfg.data.dev_pairs)
+            decisions["checkpoint_selection"] = decision_record(dev, {dev: data["sha256"][dev]})
+        record(run_dir, decisions=decisions)
         champion = read_champion(cfg)
         verdict = timer("gates", enforce_gates_task, gate, cfg.eval.gates.model_dump(), champion)
         record(run_dir, gates=verdict)
