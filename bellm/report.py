@@ -19,7 +19,7 @@ import numpy as np
 
 from bellm.gates import result_of
 from bellm.io import atomic_path, write_json_atomic, write_text_atomic
-from bellm.sts import TASK_LABELS
+from bellm.sts import TASK_LABELS, unseen_average
 
 if TYPE_CHECKING:
     from bellm.evaluation import PairScores
@@ -29,10 +29,16 @@ COLUMNS = ("this run", "champion", "all-MiniLM-L6-v2", "zero-shot")
 SCATTER_TASKS = ("stsb", "stsb_dev")
 
 
+UNSEEN_ROW = "STS12-16 avg (unseen domains)"  # the in-project proxy for domains the recipe did not train on
+
+
 def _score(result: Mapping[str, Any] | None, task: str) -> float | None:
     if result is None:
         return None
-    value = result.get("avg") if task == "avg" else result.get("tasks", {}).get(task, {}).get("spearman")
+    if task == UNSEEN_ROW:
+        value = unseen_average(result.get("tasks", {}))
+    else:
+        value = result.get("avg") if task == "avg" else result.get("tasks", {}).get(task, {}).get("spearman")
     return None if value is None else round(float(value), 2)
 
 
@@ -48,11 +54,14 @@ def comparison_rows(
     champion: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per task of `trained` plus "avg": Spearman x100 per column, and the change vs champion."""
+    """One row per task of `trained` plus "avg" (all its tasks) and, when it has STS12-16, their average
+    (`UNSEEN_ROW`: unseen-domain quality beside the in-domain STS-B / SICK-R rows): Spearman x100 per column,
+    and the change vs champion."""
     cols = _columns(trained, zero_shot, champion, baseline)
     rows: list[dict[str, Any]] = []
-    for task in [*trained.get("tasks", {}), "avg"]:
-        row: dict[str, Any] = {"task": TASK_LABELS.get(task, task) if task != "avg" else "avg"}
+    unseen = [UNSEEN_ROW] if unseen_average(trained.get("tasks", {})) is not None else []
+    for task in [*trained.get("tasks", {}), "avg", *unseen]:
+        row: dict[str, Any] = {"task": TASK_LABELS.get(task, task)}
         for name, res in cols.items():
             row[name] = _score(res, task)
         mine, best = row["this run"], row["champion"]
@@ -72,7 +81,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     keys = [k for k in rows[0] if k == "task" or any(r[k] is not None for r in rows)] if rows else []
     out = ["| " + " | ".join(keys) + " |", "|" + "|".join(["---"] + ["---:"] * (len(keys) - 1)) + "|"]
     for r in rows:
-        cells = [f"**{r['task']}**" if r["task"] == "avg" else str(r["task"])]
+        cells = [f"**{r['task']}**" if r["task"] in ("avg", UNSEEN_ROW) else str(r["task"])]
         cells += [_cell(r[k], signed=k == "vs champion") for k in keys[1:]]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -104,6 +113,11 @@ def report_markdown(
         lines.append(f"- sentences: {dd.get('sentences')} ({dd.get('unique')} unique, {dd.get('encoded')} encoded "
                      f"now, the rest from cache); {trained.get('seconds')} s")
     lines += ["", markdown_table(comparison_rows(trained, zero_shot, champion, baseline)), ""]
+    if unseen_average(trained.get("tasks", {})) is not None:
+        lines.append("In domain: STS-B and SICK-R (the recipe trains on their train splits). STS12-16 are domains "
+                     "it never trains on: their average is the unseen-domain proxy. Test splits are reported here "
+                     "and never decide (gates, promotion and the export's variant gate read dev splits).")
+        lines.append("")
     if trained.get("wmean") is not None:
         lines.append(f"wmean variant (sub-dataset Spearmans weighted by pairs) avg: {trained['wmean']:.2f}")
         lines.append("")

@@ -38,6 +38,22 @@ def test_comparison_rows() -> None:
     assert rows[2]["all-MiniLM-L6-v2"] == 78.87
 
 
+def test_the_unseen_domain_average_is_reported_beside_the_in_domain_tasks() -> None:
+    """STS12-16 (domains the recipe never trains on) get their own average row next to the 7-task avg, in the
+    table the flow's report, its Prefect artifact and `bellm eval` print (issue 26)."""
+    full = dict(sts12=60.0, sts13=70.0, sts14=65.0, sts15=75.0, sts16=80.0, stsb=85.0, sickr=79.0)
+    trained = result(73.43, **full)
+    champ = result(70.0, **{t: v - 1.0 for t, v in full.items()})
+    rows = comparison_rows(trained, None, champ, minilm_reference_result())
+    assert [r["task"] for r in rows][-3:] == ["SICK-R", "avg", "STS12-16 avg (unseen domains)"]
+    unseen = rows[-1]
+    assert unseen["this run"] == 70.0 and unseen["champion"] == 69.0 and unseen["vs champion"] == 1.0
+    assert unseen["all-MiniLM-L6-v2"] == 78.59  # the reference's STS12-16 mean (issue 26's table)
+    md = report_markdown(trained, champion=champ)
+    assert "| **STS12-16 avg (unseen domains)** | 70.00 | 69.00 | +1.00 |" in md and "unseen-domain proxy" in md
+    assert [r["task"] for r in comparison_rows(TRAINED)] == ["STS-B", "SICK-R", "avg"]  # no STS12-16: no row
+
+
 def test_markdown_table_drops_empty_columns() -> None:
     table = markdown_table(comparison_rows(TRAINED))
     header = table.splitlines()[0]
