@@ -3,7 +3,8 @@
 Layout (a contract: outside tools read it; documented in artifacts/README.md):
 
     <root>/runs/<UTC timestamp>-<short id>/manifest.json   profile, setting, config, data sha256s, code
-                                                           version, owner + heartbeat, timings, gates, status
+                                                           version, owner + heartbeat, timings, gates, status,
+                                                           decisions (the dev files each decision read)
                                           metrics.json    {"trained": r, "zero_shot": r, "onnx": {variant: r}}
                                           report.md, *.png, adapter/, onnx/<variant>/
     <root>/champions/<setting key>                         one line: the champion run of that setting
