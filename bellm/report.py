@@ -95,8 +95,10 @@ def report_markdown(
     verdict: GateVerdict | None = None,
     images: Mapping[str, str] | None = None,
     title: str = "bellm evaluation",
+    decision: Mapping[str, Any] | None = None,
 ) -> str:
-    """The report body: header facts, the comparison table, gates, images and data provenance."""
+    """The report body: header facts, the comparison table, what decided (`decision`: the dev result the gates
+    read), gates, images and data provenance."""
     lines = [f"# {title}", ""]
     lines.append(f"- model fingerprint: `{trained.get('model')}`")
     lines.append(f"- suite: `{trained.get('suite')}`; metric: Spearman x100 of cosine similarity "
@@ -121,6 +123,8 @@ def report_markdown(
     if trained.get("wmean") is not None:
         lines.append(f"wmean variant (sub-dataset Spearmans weighted by pairs) avg: {trained['wmean']:.2f}")
         lines.append("")
+    if decision is not None and decision.get("tasks"):
+        lines += decision_markdown(decision, result_of(champion))
     if verdict is not None:
         lines += ["## Gates", "", "```", verdict.summary(), "```", ""]
     for caption, name in (images or {}).items():
@@ -131,6 +135,20 @@ def report_markdown(
         lines += [f"- `{f}` `{s}`" for f, s in shas.items()]
         lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def decision_markdown(decision: Mapping[str, Any], champion: Mapping[str, Any] | None) -> list[str]:
+    """The dev numbers that decided (gates, regression check, promotion), this run beside the champion's."""
+    lines = ["## Decided on (dev splits)", "", "| dev task | this run | champion |", "|---|---:|---:|"]
+    theirs: list[float | None] = []
+    for task in decision["tasks"]:
+        best = _score(champion, task)
+        theirs.append(best)
+        lines.append(f"| {TASK_LABELS.get(task, task)} | {_cell(_score(decision, task))} | {_cell(best)} |")
+    champ_avg = None if None in theirs else round(sum(theirs) / len(theirs), 2)  # type: ignore[arg-type]
+    lines += [f"| **dev avg** | {_cell(_score(decision, 'avg'))} | {_cell(champ_avg)} |", "",
+              "Files read: " + ", ".join(f"`{f}`" for f in decision.get("data_sha256") or {}) + ".", ""]
+    return lines
 
 
 TRAIN_LOG = "train_log.jsonl"  # copied next to the report by the flow; plotted when present
@@ -226,7 +244,7 @@ def plot_task_bars(rows: list[dict[str, Any]], path: Path) -> Path:
             bars = ax.bar(x + (i - (len(cols) - 1) / 2) * width, vals, width, label=col)
             if col == "this run":
                 ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
-        ax.set_xticks(x, [r["task"] for r in rows])
+        ax.set_xticks(x, [r["task"].replace(" (unseen domains)", "\n(unseen)") for r in rows])
         ax.set_ylabel("Spearman x100")
         lowest = min([0.0] + [r[c] for r in rows for c in cols if r.get(c) is not None])
         ax.set_ylim(min(0.0, lowest - 5), 100)
@@ -294,6 +312,6 @@ def write_report(
         more.setdefault("gates", verdict.to_dict())
     paths["metrics"] = write_json_atomic(out / "metrics.json",
                                          metrics_document(trained, zero_shot, champion, baseline, more))
-    md = report_markdown(trained, zero_shot, champion, baseline, verdict, images)
+    md = report_markdown(trained, zero_shot, champion, baseline, verdict, images, decision=more.get("gate"))
     paths["report"] = write_text_atomic(out / "report.md", md)
     return paths

@@ -54,6 +54,19 @@ def test_the_unseen_domain_average_is_reported_beside_the_in_domain_tasks() -> N
     assert [r["task"] for r in comparison_rows(TRAINED)] == ["STS-B", "SICK-R", "avg"]  # no STS12-16: no row
 
 
+def test_the_report_shows_the_dev_numbers_that_decided(tmp_path: Path) -> None:
+    gate = {"suite": "dev", "avg": 80.0, "max_pairs": None,
+            "tasks": {"stsb_dev": {"spearman": 85.0}, "sickr_dev": {"spearman": 75.0}},
+            "data_sha256": {"data/sts/stsb/dev.tsv": "ab" * 32, "data/sts/sickr/dev.tsv": "cd" * 32}}
+    champ = dict(CHAMP, tasks={**CHAMP["tasks"], "stsb_dev": {"spearman": 84.0}})  # an old champion: no sickr_dev
+    write_report(tmp_path, TRAINED, champion=champ, extra={"gate": gate})
+    md = (tmp_path / "report.md").read_text()
+    assert "## Decided on (dev splits)" in md
+    assert "| STS-B dev | 85.00 | 84.00 |" in md and "| SICK-R dev | 75.00 | – |" in md
+    assert "| **dev avg** | 80.00 | – |" in md and "`data/sts/sickr/dev.tsv`" in md
+    assert json.loads((tmp_path / "metrics.json").read_text())["gate"] == gate
+
+
 def test_markdown_table_drops_empty_columns() -> None:
     table = markdown_table(comparison_rows(TRAINED))
     header = table.splitlines()[0]
