@@ -37,10 +37,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # STS-B + SICK-R train pairs (in-domain scored pairs; the SNLI triplets cost 1.5x per step and scored
     # lower on both dev sets), LoRA on the last 8 layers so the backward pass stops there. fp32 unless
     # the CPU has native bf16 (`auto`). The dev curve (500 STS-B dev pairs) is logged and the best step kept.
-    # Pooling: the hybrid `last_mean_span`, the k x pooling ablation's choice on dev (STS-B dev 84.70 against
-    # 84.48 for `last` at k=2; docs/ablation.md, issue 26). The numbers quoted below were measured with `last`.
     "quick": {
-        "encoder": {"keep_layers": 28, "pooling": "last_mean_span"},
+        "encoder": {"keep_layers": 28},
         "lora": {"layers": 8},
         "data": {"train_pairs": [str(STS_DIR / "stsb" / "train.tsv"), str(STS_DIR / "sickr" / "train.tsv")],
                  "train_triplets": []},

@@ -16,8 +16,7 @@ def test_defaults_and_profiles_validate() -> None:
         assert cfg.profile == name
     q = build_config("quick")
     assert q.model.source == "smollm2-135m"
-    assert q.encoder.bidirectional_layers == 2 and q.encoder.pooling == "last_mean_span"  # chosen on dev (issue 26)
-    assert build_config("smoke").encoder.pooling == "last"  # the encoder default (zero-shot) is unchanged
+    assert q.encoder.bidirectional_layers == 2 and q.encoder.pooling == "last"
     # `standard` is quick's recipe, lr 1e-3 included (the third sweep, docs/recipe.md), over one epoch
     s = build_config("standard")
     assert (s.train.lr, s.train.max_steps, s.train.schedule) == (1e-3, 640, "cosine") and q.train.lr == 1e-3
