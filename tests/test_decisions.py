@@ -37,9 +37,10 @@ def test_the_report_suite_is_all_test_and_the_decision_suite_all_dev() -> None:
     full = suite_files("full")
     assert list(full) == list(FULL_TASKS) and all(is_test_split(f) for fs in full.values() for f in fs)
     default = decision_files(EvalConfig().gate_suite)
-    assert set(default) == {"stsb_dev", "sickr_dev"}  # STS-B dev + SICK-R trial
+    assert set(default) == {"stsb_dev", "sickr_dev", "nli_dev"}  # STS-B dev + SICK-R trial + NLI dev
     assert not any(is_test_split(f) for fs in default.values() for f in fs)
-    assert {f for fs in default.values() for f in fs} == {STS_DIR / "stsb" / "dev.tsv", STS_DIR / "sickr" / "dev.tsv"}
+    assert {f for fs in default.values() for f in fs} == {
+        STS_DIR / "stsb" / "dev.tsv", STS_DIR / "sickr" / "dev.tsv", STS_DIR.parent / "nli" / "dev" / "pairs.tsv"}
     (sick,) = load_suite("sickr_dev")
     assert sick.n == 500 and set(sick.files) == {str(STS_DIR / "sickr" / "dev.tsv")}
 
