@@ -58,8 +58,11 @@ TRUNCATION = (
     "Let prefix and suffix be the prompt before and after {text}, and offsets Unicode code-point offsets into "
     "the prompted string. Encode prefix+text+suffix (no extra special tokens beyond what tokenizer.json adds). "
     "If it has at most max_length tokens, use it. Otherwise let [c0,c1) be the text's characters and cuts the "
-    "sorted distinct token end offsets e with c0<e<c1; start with m = len(cuts)+1-(tokens-max_length) and, "
-    "while prefix + text[:cuts[m-1]-c0] + suffix encodes to more than max_length tokens, decrease m; encode "
+    "sorted distinct token end offsets e with c0<e<c1; start with m = len(cuts)+1-(tokens-max_length); if that "
+    "is below 1 and cuts is not empty (several tokens can end at one character, as in byte-level BPE), start "
+    "instead with the largest m>=1 for which at least tokens-max_length-1 token end offsets e satisfy "
+    "cuts[m-1]<e<c1, or m=1 if none does. Then, while prefix + text[:cuts[m-1]-c0] + suffix encodes to more "
+    "than max_length tokens, decrease m; encode "
     "that string and use its ids. m<1 means the prompt does not fit. The prompt is never cut: every prompt "
     "character is present, and tokens are those of a normal encoding of the shortened prompted text."
 )

@@ -36,11 +36,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bellm import __version__
+from bellm.errors import InputError
 from bellm.runtime import OnnxEncoder
 from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown, measure_call_overhead
 from bellm.serve.config import ServeConfig
 from bellm.serve.metrics import Metrics
-from bellm.tokenize import Encoded, encode_one, unique_texts
+from bellm.tokenize import Encoded, check_unicode, encode_one, unique_texts
 
 INLINE_CHARS = 2000  # requests up to this many characters are tokenised on the event loop itself
 ENDPOINTS = ("/v1/embeddings", "/embed", "/health", "/info", "/metrics")
@@ -54,16 +55,26 @@ class ApiError(Exception):
         self.status, self.message, self.param, self.kind = status, message, param, kind
 
 
+def _unicode(t: str, where: str) -> str:
+    """JSON can spell a lone surrogate (`"\\ud800"`), which has no UTF-8 form: a 422, not a tokenizer crash."""
+    try:
+        check_unicode(t)
+    except InputError as e:
+        raise ValueError(f"{where}{e}") from None
+    return t
+
+
 def _texts(v: Any) -> Any:
     """A str or a non-empty list of str; anything else is a 422 that says which item is wrong."""
     if isinstance(v, str):
-        return v
+        return _unicode(v, "")
     if isinstance(v, list):
         if not v:
             raise ValueError("must not be empty")
         for i, t in enumerate(v):
             if not isinstance(t, str):
                 raise ValueError(f"item {i} is {type(t).__name__}, expected a string (token arrays are not supported)")
+            _unicode(t, f"item {i}: ")
         return v
     raise ValueError(f"expected a string or a list of strings, got {type(v).__name__}")
 
