@@ -40,11 +40,19 @@ def sha256_dir(path: str | os.PathLike[str]) -> str:
 TMP_SUFFIX = ".tmp"
 
 
+PID_MAX = 2**31 - 1  # pid_t is a C int: larger values cannot name a process (os.kill raises OverflowError)
+
+
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (a zombie or another user's counts as alive)."""
+    """Whether a process with this pid exists on this host (a zombie or another user's counts as alive).
+
+    Only 1..PID_MAX name one process: 0 and negative numbers name process groups (kill would succeed),
+    and a bool or an out-of-range number read from a corrupt manifest must not block the registry."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= PID_MAX:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
