@@ -52,8 +52,12 @@ def build_app(path: str | os.PathLike[str], cfg: ServeConfig | None = None, mode
 
 
 def run_server(app, cfg: ServeConfig, log_level: str = "info") -> None:  # noqa: ANN001
-    """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish, drain the queue."""
+    """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish, drain the queue.
+    Connections must send their headers within `cfg.read_timeout_s`; at most `cfg.max_connections` are open."""
     import uvicorn
 
+    from bellm.serve.limits import bounded_protocol
+
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=log_level,
-                timeout_graceful_shutdown=cfg.drain_timeout_s or None, access_log=False)
+                timeout_graceful_shutdown=cfg.drain_timeout_s or None, access_log=False,
+                http=bounded_protocol(cfg.max_connections, cfg.read_timeout_s))

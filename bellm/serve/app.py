@@ -8,7 +8,9 @@ Endpoints:
   a text past max_length tokens is cut at the end of the sentence (the prompt stays whole) and reported.
 * `GET /health`, `GET /info` (the model's bellm.json + the server's limits), `GET /metrics` (Prometheus).
 
-Errors are JSON, never a crash: 413 (too many inputs, too long a text, over-long text with truncate=false),
+Errors are JSON, never a crash: 408 (the body did not arrive within `read_timeout_s`), 413 (a body over
+`max_body_bytes`, refused from its Content-Length before it is read; too many inputs, too long a text, an
+over-long text with truncate=false),
 422 (bad JSON or a wrong type, naming the field), 429 (queue full, with Retry-After), 503 (draining). Under
 `/v1` they have OpenAI's shape `{"error": {"message", "type", "param", "code"}}`, elsewhere TEI's
 `{"error": ..., "error_type": ...}`. Every response carries `X-Bellm-Truncated` (how many inputs were cut).
@@ -40,6 +42,7 @@ from bellm.errors import InputError
 from bellm.runtime import OnnxEncoder
 from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown, measure_call_overhead
 from bellm.serve.config import ServeConfig
+from bellm.serve.limits import BodyLimit
 from bellm.serve.metrics import Metrics
 from bellm.tokenize import Encoded, check_unicode, encode_one, unique_texts
 
@@ -183,7 +186,8 @@ def _error_response(path: str, err: ApiError) -> Response:
         body: dict[str, Any] = {"error": {"message": err.message, "type": err.kind, "param": err.param,
                                           "code": err.status}}
     else:
-        kind = {413: "Validation", 422: "Validation", 429: "Overloaded", 503: "Unhealthy"}.get(err.status, "Backend")
+        kind = {400: "Validation", 408: "Validation", 413: "Validation", 422: "Validation", 429: "Overloaded",
+                503: "Unhealthy"}.get(err.status, "Backend")
         body = {"error": err.message, "error_type": kind}
     return _json(body, err.status, headers)
 
@@ -241,7 +245,9 @@ def create_app(encoder: OnnxEncoder, cfg: ServeConfig | None = None, model_name:
     app = FastAPI(title="bellm embeddings", version=__version__, lifespan=lifespan, docs_url="/docs",
                   redoc_url=None)
     app.state.service = service
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimit, max_body_bytes=cfg.max_body_bytes, read_timeout_s=cfg.read_timeout_s,
+                       reject=lambda path, status, msg, kind: _error_response(path, ApiError(status, msg, None, kind)))
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)  # outermost: refused bodies are counted too
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
