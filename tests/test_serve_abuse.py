@@ -216,6 +216,17 @@ def test_too_many_connections_get_503_at_once(server) -> None:
             s.close()
 
 
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/embed"])
+def test_invalid_bodies_answer_in_the_error_shape(server, path: str) -> None:
+    url, _ = server
+    key = "input" if path.startswith("/v1/") else "inputs"
+    for body in (f'{{"{key}": "caf\xe9"}}'.encode("latin-1"), b"[" * 5000 + b"]" * 5000,
+                 f'{{"{key}": "\\ud83d"}}'.encode()):
+        r = _raw(url, path, body)
+        _assert_error_shape(r, path, 422)
+    assert httpx.get(url + "/health").status_code == 200
+
+
 def test_queue_overflow_is_429_and_the_rest_complete(server) -> None:
     """With max_wait_ms=1000 and a batch that never fills, the first request's 8 texts wait in the queue: a
     second concurrent request overflows max_queue=8."""

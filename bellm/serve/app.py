@@ -34,6 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -256,6 +257,14 @@ def create_app(encoder: OnnxEncoder, cfg: ServeConfig | None = None, model_name:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return _error_response(request.url.path, _validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": not UTF-8, or JSON nested too deeply
+            err = ApiError(422, "body: not a JSON document in UTF-8 (or nested too deeply)", "body")
+        else:  # 404, 405, ...: the same error shape as everything else
+            err = ApiError(exc.status_code, str(exc.detail), None, "invalid_request_error")
+        return _error_response(request.url.path, err)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
