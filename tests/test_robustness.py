@@ -88,3 +88,86 @@ def test_a_kill_at_any_step_of_a_directory_replace_keeps_old_or_new(tmp_path: Pa
         assert [p.name for p in dest.parent.iterdir()] == ["onnx"]
         step += 1
     assert step >= 2 and (dest / "sub" / "f").read_text() == "new"
+
+
+def _wait_gone(pid: int, timeout: float = 15.0) -> bool:
+    import time
+
+    from bellm.parentwatch import running
+
+    deadline = time.monotonic() + timeout
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not running(pid)
+
+
+STAND_IN = ["http.server", "0", "--bind", "127.0.0.1"]  # a stand-in server: serves until stopped
+
+
+def test_a_watched_child_dies_with_its_killed_parent(tmp_path: Path) -> None:
+    """Issue 29 item 5: `bellm run` killed with -9 orphaned its ephemeral Prefect server. A parent (standing in
+    for `bellm run`) starts a stand-in server as bellm starts Prefect's; kill -9 the parent: the child goes."""
+    import signal
+    import subprocess
+    import sys
+
+    parent_code = ("import subprocess, sys, time\n"
+                   f"p = subprocess.Popen([sys.executable, '-m', 'bellm.parentwatch', *{STAND_IN!r}])\n"
+                   "print(p.pid, flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        assert not _wait_gone(child, timeout=1.0)  # alive while its parent is
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _wait_gone(child), "the child outlived its killed parent"
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_bellm_run_starts_prefect_s_server_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prefect_env() makes Prefect spawn its ephemeral server through bellm.parentwatch, owner recorded."""
+    import subprocess
+
+    import prefect.server.api.server as server
+
+    from bellm.cli import run as run_mod
+
+    seen: dict = {}
+    monkeypatch.setattr(server, "subprocess", server.subprocess)  # restored after the test
+    monkeypatch.setattr(subprocess, "Popen", lambda args, **kw: seen.update(args=args, env=kw["env"]))
+    run_mod.ephemeral_server_dies_with_us()
+    server.SubprocessASGIServer(port=8123)._run_uvicorn_command()
+    server.SubprocessASGIServer._instances.pop(8123, None)
+    assert seen["args"][1:4] == ["-m", "bellm.parentwatch", "uvicorn"]
+    assert seen["env"]["BELLM_WATCH_OWNER"].startswith(f"{os.getpid()}:")
+    assert "prefect.server.api.server:create_app" in seen["args"]
+
+
+def test_runs_gc_stops_servers_whose_owner_is_dead(tmp_path: Path) -> None:
+    """A server whose watchdog could not act (or one an older bellm started) is stopped by `runs gc`; one
+    whose owner lives is left alone."""
+    import subprocess
+    import sys
+
+    from bellm.parentwatch import owner_env
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def orphan(env: dict[str, str]) -> int:  # started through a shell that exits: re-parented, like an orphan
+        out = subprocess.run(["sh", "-c", f"{sys.executable} -m {' '.join(STAND_IN)} >/dev/null 2>&1 & echo $!"],
+                             env={**os.environ, **env}, capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    lost, kept = orphan({"BELLM_WATCH_OWNER": f"{dead.pid}:1"}), orphan(owner_env())
+    try:
+        r = CliRunner().invoke(_cli(), ["runs", "gc", "--artifacts", str(tmp_path)])
+        assert r.exit_code == 0, r.output
+        assert f"stopped orphaned server: pid {lost}" in r.output
+        assert _wait_gone(lost) and not _wait_gone(kept, timeout=0.5)
+    finally:
+        for pid in (lost, kept):
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.kill(pid, 9)
