@@ -171,3 +171,18 @@ def test_runs_gc_stops_servers_whose_owner_is_dead(tmp_path: Path) -> None:
         for pid in (lost, kept):
             with __import__("contextlib").suppress(ProcessLookupError):
                 os.kill(pid, 9)
+
+
+def test_export_through_a_symlinked_output_publishes_into_its_target(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Issue 29 item 6: `export -o LINK` did all the work, then failed at publish with NotADirectoryError."""
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "latest"
+    link.symlink_to(real, target_is_directory=True)
+    args = ["export", "--model", str(tiny_model_dir), "-k", "1", "--pooling", "mean", "--variants", "fp32",
+            "--no-sts-gate", "--output", str(link)]
+    for _ in range(2):  # into the empty target, then over the previous export
+        r = CliRunner().invoke(_cli(), args)
+        assert r.exit_code == 0, r.output
+        assert link.is_symlink() and (real / "fp32" / "bellm.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "real"]
