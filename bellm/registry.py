@@ -223,10 +223,23 @@ def mark_dead_runs(root: str | os.PathLike[str] | None = None) -> list[tuple[Run
                 continue
             why = owner_dead(run.dir, man) if man.get("status") == "running" else None
             if why:
-                shutil.rmtree(run.dir / "onnx", ignore_errors=True)
+                _drop_onnx(run.dir)
                 update_manifest(run, status="interrupted", error=f"interrupted: {why}; marked on {now_iso()}")
                 marked.append((run, why))
     return marked
+
+
+def _drop_onnx(run_dir: Path) -> bool:
+    """Delete a run's ONNX export; a symbolic link is removed, never followed (what it points to is not the
+    run's). Whether there was one."""
+    onnx = run_dir / "onnx"
+    if onnx.is_symlink():
+        onnx.unlink()
+        return True
+    if onnx.exists():
+        shutil.rmtree(onnx)
+        return True
+    return False
 
 
 def gc(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
@@ -240,8 +253,7 @@ def gc(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
                 status = run.manifest.get("status")
             except RegistryError:
                 continue
-            if status in ("failed", "interrupted") and (run.dir / "onnx").exists():
-                shutil.rmtree(run.dir / "onnx")
+            if status in ("failed", "interrupted") and _drop_onnx(run.dir):
                 removed.append(str(run.dir / "onnx"))
     return {"interrupted": interrupted, "removed": removed}
 

@@ -186,3 +186,77 @@ def test_export_through_a_symlinked_output_publishes_into_its_target(tiny_model_
         assert r.exit_code == 0, r.output
         assert link.is_symlink() and (real / "fp32" / "bellm.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "real"]
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    from bellm.profiles import build_config
+    from bellm.training import train
+
+    cfg = build_config("smoke", {"model": {"source": str(tiny_model_dir)}, "train": {"progress": False},
+                                 "data": {"max_eval_pairs": 16}})
+    return train(cfg, tmp_path_factory.mktemp("adapter-run")).adapter_dir
+
+
+def _one_error_line(r, needle: str) -> None:  # noqa: ANN001
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    assert "Traceback" not in r.output and "error: " in r.output and needle in r.output, r.output
+
+
+def _corrupt(d: Path) -> None:
+    (d / "adapter_model.safetensors").write_bytes(b"garbage")
+
+
+def _missing(d: Path) -> None:
+    (d / "adapter_model.safetensors").unlink()
+
+
+def _contradicting_config(d: Path) -> None:
+    import json
+
+    c = json.loads((d / "adapter_config.json").read_text())
+    c["r"] *= 2
+    (d / "adapter_config.json").write_text(json.dumps(c))
+
+
+@pytest.mark.parametrize("spoil", [_corrupt, _missing, _contradicting_config])
+def test_bad_adapter_weights_are_one_error_line(adapter: Path, tmp_path: Path, spoil) -> None:  # noqa: ANN001
+    """Issue 29 item 7: corrupt or missing weights, or an adapter_config.json contradicting them, gave a
+    SafetensorError / HFValidationError / RuntimeError traceback and exit 1."""
+    import shutil
+
+    bad = tmp_path / "adapter"
+    shutil.copytree(adapter, bad)
+    spoil(bad)
+    (tmp_path / "in.txt").write_text("hello\n")
+    r = CliRunner().invoke(_cli(), ["encode", str(tmp_path / "in.txt"), "-o", str(tmp_path / "e.npy"),
+                                    "--adapter", str(bad)])
+    _one_error_line(r, str(bad))
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_cli_input_errors_are_exit_2(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Issue 29 item 7: each of these was a traceback with exit 1."""
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    model = ["--model", str(tiny_model_dir), "--suite", "stsb", "--max-pairs", "8"]
+    _one_error_line(CliRunner().invoke(_cli(), ["eval", *model, "--min-avg", "NaN"]), "--min-avg")
+    _one_error_line(CliRunner().invoke(_cli(), ["eval", *model, "-o", str(a_file)]), "not a directory")
+    smoke = ["--profile", "smoke", "--set", f'model.source="{tiny_model_dir}"', "--no-progress"]
+    _one_error_line(CliRunner().invoke(_cli(), ["train", "-o", str(a_file), *smoke]), "not a directory")
+    r = CliRunner().invoke(_cli(), ["train", "-o", str(tmp_path / "big"), *smoke, "--set", "train.batch_size=1000"])
+    _one_error_line(r, "exceeds the training data")
+    assert a_file.read_text() == "x"
+
+
+def test_runs_gc_removes_a_symlinked_onnx_without_following_it(tmp_path: Path) -> None:
+    """Issue 29 items 7 and 8: `runs gc` raised on a failed run whose `onnx` is a symbolic link; it must drop
+    the link and leave what it points to alone."""
+    precious = tmp_path / "elsewhere"
+    (precious / "fp32").mkdir(parents=True)
+    run = new_run(tmp_path / "reg", "quick", {})
+    update_manifest(run, status="failed")
+    (run.dir / "onnx").symlink_to(precious, target_is_directory=True)
+    r = CliRunner().invoke(_cli(), ["runs", "gc", "--artifacts", str(tmp_path / "reg")])
+    assert r.exit_code == 0, r.output
+    assert not os.path.lexists(run.dir / "onnx") and (precious / "fp32").is_dir()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from bellm.config import DataConfig
+from bellm.config import ConfigError, DataConfig
 from bellm.data import Pairs, Triplets, load_pairs, load_triplets
 from bellm.tokenize import encode_one, pad_batch
 
@@ -59,7 +59,7 @@ def load_train_data(cfg: DataConfig) -> TrainData:
     pairs: list[Pairs] = [load_pairs(p, cfg.max_train_pairs) for p in cfg.train_pairs]
     trips: list[Triplets] = [load_triplets(p, cfg.max_train_triplets) for p in cfg.train_triplets]
     if not pairs and not trips:
-        raise ValueError("no training data: set data.train_pairs and/or data.train_triplets")
+        raise ConfigError("no training data: set data.train_pairs and/or data.train_triplets")
     files = [{"kind": "pairs", "path": p.source, "sha256": p.sha256, "rows": len(p)} for p in pairs]
     files += [{"kind": "triplets", "path": t.source, "sha256": t.sha256, "rows": len(t)} for t in trips]
     return TrainData(
@@ -105,7 +105,7 @@ def check_batch_fits(data: TrainData, global_batch: int) -> None:
     """Fail early when no kind has enough rows for one global batch."""
     usable = [n for n in (data.n_pairs, data.n_triplets) if n >= global_batch]
     if not usable:
-        raise ValueError(
+        raise ConfigError(
             f"global batch {global_batch} (batch_size × processes × grad_accum) exceeds the training data "
             f"({data.n_pairs} pairs, {data.n_triplets} triplets); lower train.batch_size"
         )
