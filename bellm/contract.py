@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -276,6 +277,10 @@ def read_export_descriptor(
             f = directory / getattr(desc, name)
             if not f.is_file():
                 raise DescriptorError(path, f"{getattr(desc, name)!r} is missing from {directory}", name)
+            _really_inside(path, name, f)
+        model = desc.model_path(directory)
+        for f in model.parent.glob(f"{glob_escape(model.name)}?*"):  # external weights (model.onnx.data) too
+            _really_inside(path, "model_file", f)
     if verify_model:
         if desc.model_sha256 is None:
             raise DescriptorError(path, "missing, so the model cannot be verified (pass verify_model=False to skip)",
@@ -314,6 +319,15 @@ def _inside(path: Path, name: str, value: str) -> None:
     p = PurePosixPath(value.replace("\\", "/"))
     if not value or p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", value) or value.startswith("~"):
         raise DescriptorError(path, f"{value!r} must be a plain file name inside the export directory", name)
+
+
+def _really_inside(path: Path, name: str, f: Path) -> None:
+    """`_inside` checks names; this checks the real file: no symbolic link (of the file or of a directory on
+    the way) may lead out of the descriptor's directory."""
+    real, root = f.resolve(), path.parent.resolve()
+    if not real.is_relative_to(root):
+        raise DescriptorError(path, f"{f.name!r} leads outside the export directory (to {real}) through a symbolic "
+                              "link", name)
 
 
 # (field, type, required) per kind; optional fields may also be null.

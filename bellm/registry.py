@@ -231,8 +231,10 @@ def mark_dead_runs(root: str | os.PathLike[str] | None = None) -> list[tuple[Run
 
 def _drop_onnx(run_dir: Path) -> bool:
     """Delete a run's ONNX export; a symbolic link is removed, never followed (what it points to is not the
-    run's). Whether there was one."""
+    run's), and nothing is deleted in a run directory that is itself a link. Whether one was deleted."""
     onnx = run_dir / "onnx"
+    if run_dir.is_symlink():  # the run lives elsewhere: never delete through the link
+        return False
     if onnx.is_symlink():
         onnx.unlink()
         return True

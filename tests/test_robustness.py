@@ -260,3 +260,59 @@ def test_runs_gc_removes_a_symlinked_onnx_without_following_it(tmp_path: Path) -
     r = CliRunner().invoke(_cli(), ["runs", "gc", "--artifacts", str(tmp_path / "reg")])
     assert r.exit_code == 0, r.output
     assert not os.path.lexists(run.dir / "onnx") and (precious / "fp32").is_dir()
+
+
+def test_runs_gc_never_deletes_through_a_symlinked_run_directory(tmp_path: Path) -> None:
+    """Issue 29 item 8: `runs gc` on a run directory that is a symbolic link deleted `onnx/` in its target."""
+    import shutil
+
+    run = new_run(tmp_path / "reg", "quick", {})
+    update_manifest(run, status="failed")
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(run.dir, elsewhere)
+    (elsewhere / "onnx" / "fp32").mkdir(parents=True)
+    run.dir.symlink_to(elsewhere, target_is_directory=True)
+    r = CliRunner().invoke(_cli(), ["runs", "gc", "--artifacts", str(tmp_path / "reg")])
+    assert r.exit_code == 0, r.output
+    assert (elsewhere / "onnx" / "fp32").is_dir() and run.dir.is_symlink()
+
+
+def _export_copy(export_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    d = tmp_path / "export"
+    shutil.copytree(export_dir / "fp32", d / "fp32")
+    return d / "fp32"
+
+
+@pytest.mark.parametrize("what", ["model.onnx", "tokenizer.json", "subdir"])
+def test_an_export_never_loads_files_from_outside_through_a_link(tiny_model_dir: Path, tmp_path: Path,
+                                                                  what: str) -> None:
+    """Issue 29 item 8: containment was lexical: a symlinked model.onnx, tokenizer.json or sub-directory inside
+    an export loaded from outside it. Real paths are checked now."""
+    import json
+    import shutil
+
+    from export_helpers import shared_export
+
+    from bellm.runtime import ExportFormatError, OnnxEncoder
+
+    export_dir = shared_export(str(tiny_model_dir), str(tmp_path.parent))[0]
+    d = _export_copy(export_dir, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if what == "subdir":  # bellm.json names sub/model.onnx, and sub is a link out of the export
+        shutil.move(d / "model.onnx", outside / "model.onnx")
+        (d / "sub").symlink_to(outside, target_is_directory=True)
+        c = json.loads((d / "bellm.json").read_text())
+        c["model_file"] = "sub/model.onnx"
+        (d / "bellm.json").write_text(json.dumps(c))
+    else:
+        shutil.move(d / what, outside / what)
+        (d / what).symlink_to(outside / what)
+    with pytest.raises(ExportFormatError, match="outside"):
+        OnnxEncoder(d, providers=["CPUExecutionProvider"])
+    inside = _export_copy(export_dir, tmp_path / "ok")  # a link that stays inside is fine
+    shutil.move(inside / "model.onnx", inside / "model-v1.onnx")
+    (inside / "model.onnx").symlink_to("model-v1.onnx")
+    assert OnnxEncoder(inside, providers=["CPUExecutionProvider"]).encode("ok").shape == (64,)
