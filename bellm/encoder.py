@@ -221,7 +221,19 @@ def load_encoder(
     enc = Encoder(module, hf_backend_tokenizer(res.path), cfg.prompt, cfg.max_length, res, adapter_sha, cfg)
     enc.precision = (choose_precision(enc, "auto") if auto
                      else {"dtype": enc.dtype, "reason": "default" if dtype is None else "requested"})
+    if adapter is not None:
+        check_adapter_shape(adapter, enc.num_layers, enc.dim)
     return enc
+
+
+def check_adapter_shape(adapter: str | Path, num_layers: int, dim: int) -> None:
+    """The adapter's `bellm.json` must describe the model it is applied to: same layer count (after
+    keep_layers) and embedding size. A descriptor that says otherwise was edited or belongs to another model."""
+    desc = read_adapter_descriptor(adapter)
+    wrong = [f"{name} {said} (the model has {has})" for name, said, has in
+             (("num_layers", desc.num_layers, num_layers), ("dim", desc.dim, dim)) if said != has]
+    if wrong:
+        raise AdapterMismatchError(f"{adapter}: its bellm.json says {'; '.join(wrong)}")
 
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what PEFT saves

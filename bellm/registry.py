@@ -263,11 +263,30 @@ def gc(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
 # ------------------------------------------------------------------------------------------- champion
 
 
+def _pointer_exists(p: Path) -> bool:
+    """Whether a champion pointer is there; something that is not a plain file is an error, never "no champion"
+    (promotion would otherwise replace, and so delete, a directory standing in its place)."""
+    if not os.path.lexists(p):
+        return False
+    if p.is_symlink() or not p.is_file():
+        raise RegistryError(f"{p} is not a plain file (a champion pointer holds one run id): move it away")
+    return True
+
+
+def other_champions(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Run ids of the champions of non-default settings (`champions/<setting key>`)."""
+    d = root_dir(root) / "champions"
+    if not d.is_dir():
+        return []
+    return sorted({p.read_text(encoding="utf-8", errors="replace").strip() for p in d.iterdir()
+                   if p.is_file() and not p.is_symlink() and not p.name.startswith(".")} - {""})
+
+
 def champion(root: str | os.PathLike[str] | None = None, setting: dict[str, Any] | None = None) -> Run | None:
     """The champion run of `setting` (default: the default setting's `champion` file), or None.
     A pointer naming a missing or malformed run is a `RegistryError`, never "no champion"."""
     p = _pointer(root_dir(root), setting)
-    if not p.is_file():
+    if not _pointer_exists(p):
         return None
     run_id = p.read_text(encoding="utf-8", errors="replace").strip()
     if not run_id:
@@ -352,7 +371,9 @@ def promote(
             against = None if current is None or current.id == run_id else champion_result(root, setting)
             record.update(previous=current.id if current else None,
                           check=_promotion_check(run, manifest, against))
-        write_text_atomic(_pointer(root_dir(root), setting), run_id + "\n")
+        pointer = _pointer(root_dir(root), setting)
+        _pointer_exists(pointer)  # --force reads no champion: still never replace a directory
+        write_text_atomic(pointer, run_id + "\n")
         update_manifest(run, promotion=record)
     return run
 

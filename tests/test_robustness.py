@@ -316,3 +316,83 @@ def test_an_export_never_loads_files_from_outside_through_a_link(tiny_model_dir:
     shutil.move(inside / "model.onnx", inside / "model-v1.onnx")
     (inside / "model.onnx").symlink_to("model-v1.onnx")
     assert OnnxEncoder(inside, providers=["CPUExecutionProvider"]).encode("ok").shape == (64,)
+
+
+# --- issue 29 item 9 --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value"), [("train.lr", "true"), ("train.max_steps", "1e18"),
+                                            ("train.max_steps", "1e23"), ("train.batch_size", "8.0"),
+                                            ("encoder.max_length", "false")])
+def test_numbers_are_strict(key: str, value: str) -> None:
+    """`--set train.lr=true` became 1.0 and `max_steps=1e18` an integer."""
+    from bellm.config import ConfigError
+    from bellm.profiles import build_config, parse_override
+
+    keys, v = parse_override(f"{key}={value}")
+    with pytest.raises(ConfigError, match=key.split(".")[1]):
+        build_config("quick", {key: v})
+    assert build_config("quick", {"train.lr": 1, "train.max_steps": 200}).train.lr == 1.0  # an int is a number
+
+
+@pytest.mark.parametrize(("field", "value"), [("dim", 999), ("num_layers", 40)])
+def test_adapter_descriptor_must_describe_the_model(adapter: Path, tmp_path: Path, field: str, value: int) -> None:
+    import json
+    import shutil
+
+    bad = tmp_path / "adapter"
+    shutil.copytree(adapter, bad)
+    c = json.loads((bad / "bellm.json").read_text())
+    c[field] = value
+    (bad / "bellm.json").write_text(json.dumps(c))
+    (tmp_path / "in.txt").write_text("hello\n")
+    r = CliRunner().invoke(_cli(), ["encode", str(tmp_path / "in.txt"), "-o", str(tmp_path / "e.npy"),
+                                    "--adapter", str(bad)])
+    _one_error_line(r, f"{field} {value}")
+
+
+def test_a_directory_as_champion_pointer_is_an_error_and_never_deleted(tmp_path: Path) -> None:
+    from test_registry import passed_run
+
+    from bellm.registry import RegistryError, champion, promote
+
+    run = passed_run(tmp_path, 70.0)
+    (tmp_path / "champion" / "notes").mkdir(parents=True)
+    with pytest.raises(RegistryError, match="not a plain file"):
+        champion(tmp_path)
+    for force in (False, True):
+        with pytest.raises(RegistryError, match="not a plain file"):
+            promote(run.id, tmp_path, force=force)
+    assert (tmp_path / "champion" / "notes").is_dir()
+
+
+def test_runs_gc_deletes_only_bellm_s_own_dead_leftovers(tmp_path: Path) -> None:
+    """`runs gc` deleted any hidden directory whose name contains `.old-`, a user's included."""
+    import subprocess
+    import sys
+
+    from bellm.io import remove_leftovers
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    (tmp_path / "onnx").mkdir()
+    keep = [tmp_path / ".notes.old-draft", tmp_path / f".onnx.old-{os.getpid()}",  # a user's; a live writer's
+            tmp_path / f".gone.old-{p.pid}"]  # the only copy of `gone`
+    drop = tmp_path / f".onnx.old-{p.pid}"  # a dead writer's, beside its replacement
+    for d in [*keep, drop]:
+        (d / "x").mkdir(parents=True)
+    assert remove_leftovers(tmp_path) == [drop]
+    assert all(d.is_dir() for d in keep)
+
+
+def test_serve_champion_names_the_other_settings_champions(tmp_path: Path) -> None:
+    from test_registry import GATED, passed_run
+
+    from bellm.registry import promote
+    from bellm.runtime import ExportFormatError
+    from bellm.serve import resolve_target
+
+    small = passed_run(tmp_path, 80.0, config={**GATED, "data": {"max_eval_pairs": 48}})
+    promote(small.id, tmp_path)
+    with pytest.raises(ExportFormatError, match=f"no champion for the default setting.*{small.id}"):
+        resolve_target("champion", artifacts=tmp_path)

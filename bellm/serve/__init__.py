@@ -18,7 +18,7 @@ __all__ = ["ServeConfig", "build_app", "resolve_target", "run_server"]
 def resolve_target(target: str, variant: str | None = None,
                    artifacts: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
     """(variant directory, default model name) for an export directory, a run id, or `champion`."""
-    from bellm.registry import RegistryError, champion, get_run
+    from bellm.registry import RegistryError, champion, get_run, other_champions
     from bellm.runtime import ExportFormatError, resolve_export_dir
 
     p = Path(target).expanduser()
@@ -27,8 +27,15 @@ def resolve_target(target: str, variant: str | None = None,
         parts = [q.name for q in (d.parent, d) if q.name]
         return d, "/".join(parts)
     if target == "champion":
-        run = champion(artifacts)
+        try:
+            run = champion(artifacts)
+        except RegistryError as e:
+            raise ExportFormatError(str(e)) from None
         if run is None:
+            others = other_champions(artifacts)
+            if others:
+                raise ExportFormatError(f"no champion for the default setting; other settings' champions: "
+                                        f"{', '.join(others)} (serve one by its run id)")
             raise ExportFormatError("no champion yet (bellm runs list; bellm runs promote <id>)")
     else:
         try:
