@@ -113,6 +113,7 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
 
 _TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")  # atomic_path's temp directories
 _LEGACY_NAME = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")  # older bellm versions' replaced directories
+_LEGACY_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # older bellm versions' temp directories (no pid, no old copy)
 
 
 def remove_leftovers(parent: str | os.PathLike[str], stale_s: float = 86400.0) -> list[Path]:
@@ -136,7 +137,7 @@ def remove_leftovers(parent: str | os.PathLike[str], stale_s: float = 86400.0) -
         elif (m := _LEGACY_NAME.match(d.name)) is not None:
             if pid_alive(int(m["pid"])) or not os.path.lexists(d.parent / m["name"]):
                 continue
-        else:
+        elif not _LEGACY_TMP.match(d.name):
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)

@@ -377,11 +377,12 @@ def test_runs_gc_deletes_only_bellm_s_own_dead_leftovers(tmp_path: Path) -> None
     p.wait()
     (tmp_path / "onnx").mkdir()
     keep = [tmp_path / ".notes.old-draft", tmp_path / f".onnx.old-{os.getpid()}",  # a user's; a live writer's
-            tmp_path / f".gone.old-{p.pid}"]  # the only copy of `gone`
-    drop = tmp_path / f".onnx.old-{p.pid}"  # a dead writer's, beside its replacement
-    for d in [*keep, drop]:
+            tmp_path / f".gone.old-{p.pid}", tmp_path / ".mine.tmp"]  # the only copy of `gone`; a user's
+    drop = [tmp_path / f".onnx.old-{p.pid}",  # a dead writer's, beside its replacement
+            tmp_path / ".onnx.k2x_9abc.tmp"]  # an older bellm's temp directory (no pid in its name)
+    for d in [*keep, *drop]:
         (d / "x").mkdir(parents=True)
-    assert remove_leftovers(tmp_path) == [drop]
+    assert set(remove_leftovers(tmp_path)) == set(drop)
     assert all(d.is_dir() for d in keep)
 
 
