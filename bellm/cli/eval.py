@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import DTYPE_HELP, user_errors
+from bellm.cli.common import DTYPE_HELP, check_output_dir, user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.errors import InputError
 
@@ -93,7 +93,9 @@ def eval_command(
       bellm eval --adapter runs/x/adapter --suite gate --min-task stsb_dev=75 --champion registry --max-regression 1\n
       bellm eval --baseline minilm --suite full
     """
-    from bellm.config import GateConfig
+    from pydantic import ValidationError
+
+    from bellm.config import ConfigError, GateConfig
     from bellm.evaluation import evaluate_with_scores
     from bellm.gates import check_gates
     from bellm.profiles import build_config
@@ -107,7 +109,12 @@ def eval_command(
                            ("max_task_regression", max_task_regression)):
             if value is not None:
                 updates[key] = value
-        gates = GateConfig.model_validate({**gates.model_dump(), **updates})
+        check_output_dir(output)
+        try:
+            gates = GateConfig.model_validate({**gates.model_dump(), **updates})
+        except ValidationError as e:  # e.g. --min-avg NaN
+            raise ConfigError("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
+                                        for err in e.errors())) from None
         champ = load_champion(champion) if champion else None
         if baseline not in (None, "minilm"):
             raise InputError(f"--baseline {baseline!r}: only 'minilm' is available")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 from types import FrameType
@@ -25,6 +26,48 @@ def prefect_env() -> None:
     # Prefect's ephemeral server gets 20 s to start by default; a loaded 2-core machine needs more.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     exit_cleanly_on_sigterm()
+    ephemeral_server_dies_with_us()
+
+
+class _WatchedSubprocess:
+    """Prefect's server module's view of `subprocess`: `Popen` of `python -m uvicorn ...` becomes
+    `python -m bellm.parentwatch uvicorn ...` with the owner in its environment; the rest is `subprocess`."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(args: list[str], **kw: object) -> subprocess.Popen:  # noqa: N802 - subprocess's name
+        from bellm.parentwatch import owner_env
+
+        if list(args[1:3]) == ["-m", "uvicorn"]:
+            args = [args[0], "-m", "bellm.parentwatch", *args[2:]]
+            kw["env"] = {**(kw.get("env") or os.environ), **owner_env()}  # type: ignore[dict-item]
+        return subprocess.Popen(args, **kw)  # type: ignore[arg-type]
+
+
+def ephemeral_server_dies_with_us() -> None:
+    """Start Prefect's ephemeral API server under `bellm.parentwatch`, so a `kill -9` of this process takes
+    it down too (it used to stay, ≈ 230 MB and a port); `bellm runs gc` stops any that outlived their owner.
+    Prefect spawns it from `prefect.server.api.server` with `subprocess.Popen`: only that module is patched."""
+    import prefect.server.api.server as server
+
+    if hasattr(server, "SubprocessASGIServer") and getattr(server, "subprocess", None) is subprocess:
+        server.subprocess = _WatchedSubprocess()  # type: ignore[assignment]
+
+
+def legacy_ephemeral_server(pid: int, env: dict[str, str]) -> bool:
+    """An ephemeral Prefect server of this bellm home started before `bellm.parentwatch` (no owner recorded)
+    whose parent is gone (re-parented to init): `bellm runs gc` stops it."""
+    from bellm.paths import bellm_home
+
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return (b"prefect.server.api.server:create_app" in cmd and env.get("PREFECT__SERVER_EPHEMERAL") == "1"
+            and env.get("PREFECT_HOME") == str(bellm_home() / "prefect") and ppid == 1)
 
 
 def _sigterm_exit(signum: int, _frame: FrameType | None) -> None:
