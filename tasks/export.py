@@ -12,13 +12,15 @@ from bellm.config import RunConfig
 
 
 def _score_cached(max_pairs: int | None, batch_size: int):  # noqa: ANN202 - a ScoreFn
-    """STS-B test Spearman through `bellm.evaluation`, caching embeddings so the per-variant results
-    recorded afterwards cost nothing extra."""
+    """The variant gate's Spearman (`bellm.export.parity.GATE_TASK`: STS-B dev) through `bellm.evaluation`,
+    caching embeddings."""
 
     def score(encoder: Any) -> float:
         from bellm.evaluation import evaluate
+        from bellm.export.parity import GATE_TASK
 
-        value = evaluate(encoder, "stsb", max_pairs=max_pairs, batch_size=batch_size)["tasks"]["stsb"]["spearman"]
+        value = evaluate(encoder, [GATE_TASK], max_pairs=max_pairs, batch_size=batch_size)["tasks"][GATE_TASK][
+            "spearman"]
         if value is None:
             raise ValueError("STS-B Spearman is undefined (constant predictions?)")
         return float(value)

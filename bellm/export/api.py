@@ -39,6 +39,8 @@ from bellm.export.card import model_card
 from bellm.export.check import check_graph
 from bellm.export.invariance import FP32_MAX_DIFF, QUANTIZED_MAX_DIFF, InvarianceError, check_invariance
 from bellm.export.parity import (
+    GATE_TASK,
+    GATE_TASK_LABEL,
     PARITY_SENTENCES,
     ParityError,
     ScoreFn,
@@ -47,6 +49,7 @@ from bellm.export.parity import (
     stsb_scorer,
 )
 from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
+from bellm.export.rowquant import calibration_encodings
 from bellm.export.st import write_sentence_transformers
 from bellm.export.trace import PAD_VISIBILITY, quiet_exporter, trace
 from bellm.export.variants import EXTERNAL_DATA_BYTES, quantize_int8
@@ -207,7 +210,8 @@ def _build_variant(
     floor = INT8_MIN_COSINE if name == "int8" else FP16_MIN_COSINE
     try:
         if name == "int8":
-            res.extra = quantize_int8(root / "fp32" / "model.onnx", d / "model.onnx")
+            res.extra = quantize_int8(root / "fp32" / "model.onnx", d / "model.onnx",
+                                      calibration_encodings(encoder.tokenize))
         else:
             save_model(build_graph(encoder, torch.float16, attention_op, opset), d / "model.onnx")
     except Exception as e:  # noqa: BLE001 - a variant's failure must not take the fp32 export down
@@ -258,7 +262,7 @@ def _summary(r: VariantResult) -> dict[str, Any]:
     if r.invariance:
         out["invariance"] = {k: r.invariance[k] for k in ("max_abs_diff", "min_cosine", "sentences")}
     if r.sts:
-        out["sts_b_test_spearman"] = r.sts
+        out["sts_b_dev_spearman"] = r.sts
     if r.graph_check:
         out["graph_check"] = {"ok": r.graph_check["ok"], "k_found": r.graph_check["k_found"],
                               "empirical": r.graph_check["empirical"]}
@@ -279,7 +283,7 @@ def export_encoder(
 ) -> ExportResult:
     """Export, check, gate and atomically publish `encoder` to OUTPUT (see the module docstring).
 
-    `sts_gate`: True = STS-B test Spearman through `bellm.evaluation`, False = skip (recorded), or a
+    `sts_gate`: True = STS-B dev Spearman through `bellm.evaluation`, False = skip (recorded), or a
     callable(encoder-like) -> Spearman x100. Raises `ParityError` (`InvarianceError` is one) / `GraphCheckError`
     when fp32 fails, and `ExportDestinationError` (before any work) when OUTPUT holds other files and `overwrite`
     is False. `card_info` (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
@@ -297,9 +301,10 @@ def export_encoder(
         for name in wanted[1:]:
             results[name] = _build_variant(encoder, root, name, attention_op, opset, fp32)
         if sts_gate is not False:
-            scorer = stsb_scorer(sts_max_pairs) if sts_gate is True else sts_gate
+            scorer = stsb_scorer(sts_max_pairs, task=GATE_TASK) if sts_gate is True else sts_gate
             scored_on = "custom scorer" if sts_gate is not True else (
-                "all STS-B test pairs" if sts_max_pairs is None else f"first {sts_max_pairs} STS-B test pairs")
+                f"all {GATE_TASK_LABEL} pairs" if sts_max_pairs is None
+                else f"first {sts_max_pairs} {GATE_TASK_LABEL} pairs")
             _sts_gate(root, results, scorer, max_spearman_drop, scored_on)
         elapsed = time.perf_counter() - start
         for r in results.values():
@@ -336,7 +341,7 @@ def _card_lines(r: VariantResult) -> dict[str, str]:
         lines["batch/padding invariance"] = (f"max |diff| {r.invariance['max_abs_diff']:.1e} between a sentence alone "
                                              "and in batches (left/right padding, pad ids 0/7/31337, two orders)")
     if r.sts:
-        lines["STS-B test Spearman"] = (f"{r.sts['spearman']:.2f} (delta to fp32 {r.sts['delta']:+.2f}; "
+        lines[f"{GATE_TASK_LABEL} Spearman"] = (f"{r.sts['spearman']:.2f} (delta to fp32 {r.sts['delta']:+.2f}; "
                                         f"{r.sts['scored_on']})")
     return lines
 

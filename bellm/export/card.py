@@ -69,7 +69,7 @@ def _results(info: dict[str, Any], gate_sts: dict[str, Any] | None) -> dict[str,
     tasks = (info.get("results") or {}).get("tasks") or {}
     out = {t: float(v["spearman"]) for t, v in tasks.items() if t in HUB_DATASETS and v.get("spearman") is not None}
     if not out and gate_sts and gate_sts.get("spearman") is not None:
-        out["stsb"] = float(gate_sts["spearman"])
+        out["stsb_dev"] = float(gate_sts["spearman"])  # the export gate scores a dev split (bellm.export.parity)
     return out
 
 
@@ -81,7 +81,7 @@ def front_matter(c: dict[str, Any], info: dict[str, Any], results: dict[str, flo
     evals = [EvalResult(task_type="sentence-similarity", dataset_type=HUB_DATASETS[t],
                         dataset_name=TASK_LABELS.get(t, t), dataset_split="test", metric_type="cosine_spearman",
                         metric_value=round(v, 2), metric_name="Spearman (cosine) x100")
-             for t, v in results.items()]
+             for t, v in results.items() if t in HUB_DATASETS]  # the Hub's eval results are test splits only
     data = ModelCardData(
         library_name="sentence-transformers", base_model=base, pipeline_tag="sentence-similarity",
         license=BASE_LICENSES.get(base or "", "other"), language=["en"],
@@ -132,7 +132,7 @@ def _results_table(results: dict[str, float], info: dict[str, Any]) -> str:
     sep = "|" + "---|" * len(results)
     row = "| " + " | ".join(f"{v:.2f}" for v in results.values()) + " |"
     src = ("the trained model's full suite (PyTorch), SentEval-style 'all' Spearman x100"
-           if info.get("results") else "this variant's STS-B test Spearman x100 (export gate)")
+           if info.get("results") else "this variant's STS-B dev Spearman x100 (export gate)")
     return f"{head}\n{sep}\n{row}\n\nSource: {src}.\n"
 
 

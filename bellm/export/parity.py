@@ -3,8 +3,8 @@
 * `parity_gate`: ORT vs PyTorch on fixed sentences, batch sizes 1/3/17/32, both padding sides (padded with
   a non-zero id to prove the pad id is irrelevant). fp32 must reach cosine >= 0.99999, max |diff| <= 1e-4.
 * `fidelity`: a variant vs the fp32 export (cosine), for fp16 / int8.
-* `spearman_gate`: STS-B test Spearman of each variant within `max_drop` points of fp32, through a
-  scoring callback (default: `bellm.evaluation.evaluate` on the `stsb` task, via the ORT runtime).
+* `spearman_gate`: STS-B dev Spearman of each variant within `max_drop` points of fp32, through a
+  scoring callback (default: `bellm.evaluation.evaluate` on the `GATE_TASK` task, via the ORT runtime).
 """
 
 from __future__ import annotations
@@ -136,14 +136,19 @@ def run_parity(
 ScoreFn = Callable[[Any], float]  # encoder-like (.encode, .fingerprint) → Spearman x100
 
 
-def stsb_scorer(max_pairs: int | None = None, batch_size: int = 32) -> ScoreFn:
-    """STS-B test Spearman x100 through `bellm.evaluation.evaluate` (the evaluation code, uncached)."""
+GATE_TASK = "stsb_dev"  # the variant gate's data: a decision, so a dev split (test numbers are only reported)
+GATE_TASK_LABEL = "STS-B dev"
+
+
+def stsb_scorer(max_pairs: int | None = None, batch_size: int = 32, task: str = "stsb") -> ScoreFn:
+    """STS-B Spearman x100 (`task`: "stsb" = test, for reports; `GATE_TASK` for the export gate) through
+    `bellm.evaluation.evaluate` (the evaluation code, uncached)."""
 
     def score(encoder: Any) -> float:
         from bellm.evaluation import evaluate
 
-        result = evaluate(encoder, "stsb", max_pairs=max_pairs, batch_size=batch_size, cache=False)
-        value = result["tasks"]["stsb"]["spearman"]
+        result = evaluate(encoder, [task], max_pairs=max_pairs, batch_size=batch_size, cache=False)
+        value = result["tasks"][task]["spearman"]
         if value is None:
             raise ValueError("STS-B Spearman is undefined (constant predictions?)")
         return float(value)
