@@ -39,7 +39,7 @@ from bellm.contract import (
     read_export_descriptor,
 )
 from bellm.errors import InputError
-from bellm.tokenize import embed_texts, encode_one, load_tokenizer_file
+from bellm.tokenize import Encoded, embed_texts, encode_one, load_tokenizer_file
 
 PREFERRED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 CONTRACT_FILE = DESCRIPTOR_FILE
@@ -58,6 +58,16 @@ def pick_providers(available: Sequence[str], requested: Sequence[str] | None = N
         return list(requested)
     chosen = [p for p in PREFERRED_PROVIDERS if p in available]
     return chosen or list(available)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else the CPU count): the thread count the CPU
+    benchmarks measure at. onnxruntime's own default is the *physical* core count, which on VMs that present
+    their vCPUs as hyperthreads of fewer cores leaves CPUs idle."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def resolve_export_dir(path: str | os.PathLike[str], variant: str | None = None) -> Path:
@@ -179,6 +189,10 @@ class OnnxEncoder:
         return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
 
     # -- encoding
+    def tokenize(self, texts: Sequence[str]) -> list[Encoded]:
+        """Prompted, truncated token ids of each text, exactly as `encode` makes them (for length ordering)."""
+        return [encode_one(self.tokenizer, self.template, t, self.max_length) for t in texts]
+
     def run_batch(self, ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
         """One padded batch (B,S) int64 x3 → (B, dim) float32."""
         feeds = {"input_ids": ids, "attention_mask": mask, "span_mask": span}
