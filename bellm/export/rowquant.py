@@ -10,11 +10,11 @@ So, for every weight MatMul `Y = X W` (X: (B,S,K), W: (K,N)):
    X's producer divides by s: the preceding `RMSNormalization` weight (q/k/v, gate/up) or, for down_proj, the
    columns of up_proj (`silu(gate) * up` is elementwise). Other inputs (o_proj) keep s = 1.
 2. **Weights**: symmetric int8 per output column (scale `max|W'[:, n]| / 127`).
-3. **Activations**: one scale per row = per token (`max|x| / 127` over the hidden axis: `Abs`, `ReduceMax`),
-   `QuantizeLinear` to uint8 with zero point 128 (a block of the whole row), quantised once per X and shared
-   by the MatMuls that read it.
-4. `com.microsoft.MatMulIntegerToFloat` (exact int32 accumulation, then × column scale) and `Mul` by the row
-   scale.
+3. **Activations**: one scale per row = per token (`max|x| / 127` over the hidden axis, from `ReduceMax` and
+   `ReduceMin`), `QuantizeLinear` to uint8 with zero point 128 (a block of the whole row), quantised once per
+   X and shared by the MatMuls that read it.
+4. `com.microsoft.MatMulIntegerToFloat` with the row scales (B,S,1) as `a_scale` and the column scales as
+   `b_scale`: exact int32 accumulation, then each output × its row scale × its column scale, in the kernel.
 
 No scale is shared between tokens, and integer accumulation is exact, so a token's result depends only on its
 own row: with the graph's canonical padding layout the embedding of a sentence is bit-identical alone or in
@@ -39,7 +39,7 @@ from bellm.tokenize import Encoded, pad_batch
 
 log = logging.getLogger(__name__)
 
-ALPHA = 0.5  # migration strength: 0 = no smoothing, 1 = all activation range moved into the weights
+ALPHA = 0.7  # migration strength (0: none, 1: all into the weights); 0.5 lost 1.0 STS-B dev point, 0.7 0.04
 CALIBRATION_SENTENCES = 64  # STS-B train sentences (neither the dev gate's nor the test report's)
 MS_DOMAIN = "com.microsoft"
 _EPS = 1e-12
@@ -160,7 +160,6 @@ def quantize_rows_int8(
     consts = [numpy_helper.from_array(np.array(128, np.uint8), "rowq_zero_point"),
               numpy_helper.from_array(np.array(1.0 / 127.0, np.float32), "rowq_inv127"),
               numpy_helper.from_array(np.array(np.finfo(np.float32).tiny, np.float32), "rowq_tiny"),
-              numpy_helper.from_array(np.array(1.0, np.float32), "rowq_one"),
               numpy_helper.from_array(np.array([-1], np.int64), "rowq_last_axis")]
     new_inits: list[onnx.TensorProto] = []
     quantized_input: dict[str, tuple[str, str]] = {}
@@ -169,12 +168,12 @@ def quantize_rows_int8(
             x = first_use[node.name]
             k = weights[groups[x][0].name].shape[0]
             p = f"rowq/{len(quantized_input)}/"
-            new_nodes += [
-                helper.make_node("Abs", [x], [p + "abs"], name=p + "Abs"),
-                helper.make_node("ReduceMax", [p + "abs", "rowq_last_axis"], [p + "amax"], keepdims=1,
-                                 name=p + "ReduceMax"),  # (B,S,1)
-                helper.make_node("Max", [p + "amax", "rowq_tiny"], [p + "amax_pos"], name=p + "Max"),
-                helper.make_node("Mul", [p + "amax_pos", "rowq_inv127"], [p + "scale"], name=p + "Scale"),
+            new_nodes += [  # max |x| per row as max(max x, -min x): two reads of x, no |x| tensor written
+                helper.make_node("ReduceMax", [x, "rowq_last_axis"], [p + "max"], keepdims=1, name=p + "ReduceMax"),
+                helper.make_node("ReduceMin", [x, "rowq_last_axis"], [p + "min"], keepdims=1, name=p + "ReduceMin"),
+                helper.make_node("Neg", [p + "min"], [p + "neg_min"], name=p + "Neg"),
+                helper.make_node("Max", [p + "max", p + "neg_min", "rowq_tiny"], [p + "amax"], name=p + "Max"),
+                helper.make_node("Mul", [p + "amax", "rowq_inv127"], [p + "scale"], name=p + "Scale"),  # (B,S,1)
                 helper.make_node("Shape", [p + "scale"], [p + "shape"], name=p + "Shape"),
                 helper.make_node("Expand", ["rowq_zero_point", p + "shape"], [p + "zp"], name=p + "Expand"),
                 helper.make_node("QuantizeLinear", [x, p + "scale", p + "zp"], [p + "q"], axis=-1, block_size=k,
@@ -190,11 +189,10 @@ def quantize_rows_int8(
             new_inits += [numpy_helper.from_array(wq, wname),
                           numpy_helper.from_array(col.astype(np.float32), wname + "_scale")]
             out = node.output[0]
-            new_nodes += [
-                helper.make_node("MatMulIntegerToFloat", [q, wname, "rowq_one", wname + "_scale", "rowq_zero_point"],
-                                 [out + "_rowq_col"], domain=MS_DOMAIN, name=node.name + "_rowq"),
-                helper.make_node("Mul", [out + "_rowq_col", scale], [out], name=node.name + "_rowq_rows"),
-            ]
+            # the row scale (B,S,1) as a_scale: the kernel scales each output by row scale x column scale
+            new_nodes.append(helper.make_node("MatMulIntegerToFloat", [q, wname, scale, wname + "_scale",
+                                                                       "rowq_zero_point"], [out], domain=MS_DOMAIN,
+                                              name=node.name + "_rowq"))
             continue
         new_nodes.append(node)
     used = {i for n in new_nodes for i in n.input}
