@@ -216,7 +216,7 @@ def run(parts: Path, out: Path, dest: Path, batches: str, train_steps: int, budg
     return result
 
 
-def sts(model: str, adapter: str, export: Path, out: Path) -> None:
+def sts(model: str, adapter: str | None, export: Path, out: Path) -> None:
     """STS-B dev Spearman of the adapter: PyTorch bf16 on CUDA and the ORT fp16 export gpu.py built (if any)."""
     import onnxruntime as ort
     import torch
@@ -256,7 +256,7 @@ def main() -> None:
     r.add_argument("--budget-s", type=float, default=540.0)
     s = sub.add_parser("sts", help="(used by run) STS-B dev of the adapter on the GPU")
     s.add_argument("--model", required=True)
-    s.add_argument("--adapter", required=True)
+    s.add_argument("--adapter", default=None)
     s.add_argument("--export", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
