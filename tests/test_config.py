@@ -22,18 +22,19 @@ def test_defaults_and_profiles_validate() -> None:
     assert (s.train.lr, s.train.max_steps, s.train.schedule) == (1e-3, 640, "cosine") and q.train.lr == 1e-3
 
 
-def test_standard_trains_exactly_as_the_sweep_trial_its_numbers_come_from() -> None:
-    """docs/recipe.md reports `standard`'s test numbers from the fourth sweep's `ep1-lr1e3-640` trial: that holds
-    only while the profile's training settings equal the trial's (the dev curve that picks the kept step too)."""
+@pytest.mark.parametrize(("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix5k-640")])
+def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
+    """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
+    while each profile's training settings equal its trial's (the dev curve that picks the kept step too)."""
     from bellm.config import training_tree
     from bellm.paths import REPO_ROOT
     from bellm.sweep import SweepSpec, trial_config
 
-    spec = SweepSpec.load(REPO_ROOT / "sweeps" / "epochs.json")
-    trial, profile = trial_config(spec, "ep1-lr1e3-640"), build_config("standard")
+    spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
+    t, p = trial_config(spec, trial), build_config(profile)
 
-    assert trial.dev_curve_pairs == profile.dev_curve_pairs == 250
-    a, b = training_tree(trial), training_tree(profile)
+    assert t.dev_curve_pairs == p.dev_curve_pairs == 250
+    a, b = training_tree(t), training_tree(p)
     for tree in (a, b):  # the two caps enter training only as the one cap compared above
         tree["data"].pop("max_eval_pairs"), tree["train"].pop("eval_max_pairs")
     assert a == b
