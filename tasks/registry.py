@@ -71,7 +71,7 @@ def publish_report(
     """
     from bellm.evaluation import evaluate_with_scores
     from bellm.report import comparison_rows, report_markdown, write_report
-    from tasks.evaluate import load_for_eval
+    from bellm.trial import load_for_eval
 
     _, scores = evaluate_with_scores(load_for_eval(encoder, adapter), ["stsb"], max_pairs=max_pairs)
     core = ("trained", "zero_shot", "baseline")

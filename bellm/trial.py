@@ -1,0 +1,148 @@
+"""The one trial engine: a configuration → trained (or reused) adapter, or the untrained encoder → loaded →
+evaluated on the given suites.
+
+`bellm sweep`, the ablation and the main flow's train step all train through `train_cached`, keyed by
+`bellm.keys.train_key` into `$BELLM_HOME/train/<key>/`: the same configuration is trained once, whichever
+command asked first, and a half-trained one resumes from its checkpoints. Sweep and ablation are two ways of
+listing trials (`bellm.sweep.trial_config`, `bellm.ablation.grid`) and tabulating `run_trial`'s results.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bellm.config import ConfigError, EncoderConfig, RunConfig
+from bellm.io import write_json_atomic
+from bellm.keys import train_dir
+from bellm.paths import portable_path
+
+TRAINED = "trained.json"  # in a training directory: what `train_cached` returns, written when it finished
+
+
+def prepare_data(cfg: RunConfig) -> dict[str, Any]:
+    """Read and validate the training and dev files; {"sha256": {file: sha256}, "rows": {file: rows}}.
+
+    A bad file fails here, naming file, line and reason, before any model is loaded. Paths are portable
+    (repo-relative): the map enters the training key, which must not depend on the checkout.
+    """
+    from bellm.data import load_pairs, load_triplets
+
+    if not cfg.data.train_pairs and not cfg.data.train_triplets:
+        raise ConfigError("data: no training files (set data.train_pairs and/or data.train_triplets)")
+    loaded = [(spec, load_pairs(spec, cfg.data.max_train_pairs)) for spec in cfg.data.train_pairs]
+    loaded += [(spec, load_triplets(spec, cfg.data.max_train_triplets)) for spec in cfg.data.train_triplets]
+    loaded.append((cfg.data.dev_pairs, load_pairs(cfg.data.dev_pairs)))
+    return {"sha256": {portable_path(s): d.sha256 for s, d in loaded},
+            "rows": {portable_path(s): len(d) for s, d in loaded}}
+
+
+def base_sha256(cfg: RunConfig, convert: bool = True) -> str:
+    """The base model's content hash (it keys every cache downstream); `convert=False` never converts a GGUF."""
+    from bellm.models import resolve_source
+
+    return resolve_source(cfg.model.source, convert).sha256
+
+
+def is_trained(out: Path) -> bool:
+    return (out / "adapter" / "adapter_config.json").is_file() and (out / TRAINED).is_file()
+
+
+def train_cached(cfg: RunConfig, data_sha256: Mapping[str, str] | None = None, base: str | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train `cfg` into its one training directory, or return what the finished training there recorded.
+
+    A half-trained directory resumes from its checkpoints; another process training the same key holds the
+    directory's lock: wait, then resume its result. `data_sha256`/`base`: already computed by the caller.
+    """
+    data = prepare_data(cfg)["sha256"] if data_sha256 is None else data_sha256
+    out = train_dir(cfg, data, base or base_sha256(cfg))
+    if is_trained(out):
+        return json.loads((out / TRAINED).read_text(encoding="utf-8"))
+    from bellm.io import sha256_dir
+    from bellm.training import train
+
+    t = time.perf_counter()
+    res = train(cfg, out, progress=progress, lock_timeout=None)
+    info = {
+        "adapter_dir": str(res.adapter_dir),
+        "adapter_sha256": sha256_dir(res.adapter_dir),
+        "steps": res.steps,
+        "final_loss": res.final_loss,
+        "best_step": res.best_step,
+        "best_dev_spearman": res.best_dev_spearman,
+        "log": str(res.log_path),
+        "resumed_from": res.resumed_from,  # a step: this training was interrupted (e.g. its worker died)
+        "seconds": round(time.perf_counter() - t, 3),
+    }
+    write_json_atomic(out / TRAINED, info)
+    return info
+
+
+def load_for_eval(encoder: EncoderConfig | Path | str, adapter: str | None = None, dtype: str | None = None) -> Any:
+    """An encoder to evaluate: a bellm encoder from its config (+ a trained adapter, whose settings must agree),
+    an exported ONNX variant directory (a `Path`, run through the torch-free `bellm.runtime.OnnxEncoder`),
+    or a named baseline (`minilm`)."""
+    if isinstance(encoder, EncoderConfig):
+        from bellm.encoder import load_encoder
+
+        return load_encoder(encoder, adapter=adapter, dtype=dtype)
+    if isinstance(encoder, Path):
+        from bellm.runtime import OnnxEncoder
+
+        return OnnxEncoder(encoder)
+    if encoder == "minilm":
+        from bellm.baselines import MiniLMEncoder
+
+        return MiniLMEncoder()
+    raise ValueError(f"unknown encoder {encoder!r}: give an EncoderConfig, an export directory (Path) or 'minilm'")
+
+
+@dataclass
+class TrialResult:
+    """One trial: its training record (empty when untrained), one evaluation result and per-pair scores per
+    suite (in the order asked), and the share of frozen-prefix states served from the process's cache."""
+
+    train: dict[str, Any]
+    results: list[dict[str, Any]]
+    scores: list[dict[str, Any]] = field(repr=False)
+    prefix_hit_share: float | None = None
+
+
+def run_trial(cfg: RunConfig, suites: Sequence[str | Sequence[str]], *, trained: bool = True,
+              max_pairs: int | None = None, data_sha256: Mapping[str, str] | None = None, base: str | None = None,
+              prefix_cache_gb: float = 0.0, progress: bool = True) -> TrialResult:
+    """Train (or reuse) `cfg`'s adapter, or take the untrained encoder, and evaluate it on each suite.
+
+    `prefix_cache_gb` > 0 turns on the process's frozen-prefix cache (`bellm.prefix`): its stores outlive this
+    trial, so the next trial of the same base model reuses them (the numbers are the same either way).
+    """
+    from bellm import prefix
+    from bellm.evaluation import evaluate_with_scores
+
+    prefix.enable(prefix_cache_gb)
+    before = prefix.stats()
+    if trained:
+        from bellm.training import load_trained_encoder
+
+        info = train_cached(cfg, data_sha256, base, progress)
+        encoder = load_trained_encoder(info["adapter_dir"])
+    else:
+        from bellm.encoder import load_encoder
+
+        info, encoder = {}, load_encoder(cfg.encoder_config)
+    share = prefix_share(before, prefix.stats())
+    done = [evaluate_with_scores(encoder, s, max_pairs=max_pairs, batch_size=cfg.eval.batch_size) for s in suites]
+    return TrialResult(info, [r for r, _ in done], [s for _, s in done], share)
+
+
+def prefix_share(before: Mapping[str, int], after: Mapping[str, int]) -> float | None:
+    """The share of sentences whose frozen-prefix states came from the cache (None: cache off or unused).
+    Training seconds compare only between trials with similar shares: the first trial of a process fills the
+    cache and pays for the frozen layers, later ones mostly do not."""
+    hits, misses = (max(0, after[k] - before[k]) for k in ("hits", "misses"))
+    return round(hits / (hits + misses), 3) if hits + misses else None
