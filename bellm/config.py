@@ -155,6 +155,11 @@ class DataConfig(Section):
     max_train_pairs: int | None = Field(None, ge=1)
     max_train_triplets: int | None = Field(None, ge=1)
     max_eval_pairs: int | None = Field(None, ge=1, description="cap evaluation pairs per task (smoke runs)")
+    exclude_held_out: bool = Field(
+        True,
+        description="drop training pairs that are evaluation/selection pairs and triplets holding an "
+        "evaluation/selection sentence (bellm.leakage: STS-B train shares 4,799 pairs with STS12-16)",
+    )
 
 
 class LossConfig(Section):

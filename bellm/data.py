@@ -361,4 +361,17 @@ def load_triplets(spec: str | Path, limit: int | None = None) -> Triplets:
         ds_id, revision, split = parse_hf_spec(s)
         trip = load_hf_triplets(ds_id, split, revision=revision)
         return trip.head(limit) if limit else trip
-    return read_triplets(s, limit)
+    try:
+        return read_triplets(s, limit)
+    except DataError as e:
+        if e.line != 1 or not e.reason.startswith("missing column"):
+            raise
+        from bellm.nli import COLUMN_SETS, load_nli_triplets
+
+        try:  # an MNLI-style file (premise, hypothesis, label rows): grouped into triplets
+            return load_nli_triplets(s, limit)
+        except DataError as nli_error:
+            if nli_error.line != 1:
+                raise
+            expected = " or ".join(", ".join(c) for c in ((*TRIPLET_COLUMNS,), *COLUMN_SETS))
+            raise DataError(s, 1, f"{e.reason}; a triplet file needs columns {expected}") from None

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 from bellm.config import DataConfig
 from bellm.data import Pairs, Triplets, load_pairs, load_triplets
+from bellm.leakage import filter_pairs, filter_triplets, held_out
 from bellm.tokenize import encode_one, pad_batch
 
 Kind = Literal["pairs", "triplets"]
@@ -60,8 +61,15 @@ def load_train_data(cfg: DataConfig) -> TrainData:
     trips: list[Triplets] = [load_triplets(p, cfg.max_train_triplets) for p in cfg.train_triplets]
     if not pairs and not trips:
         raise ValueError("no training data: set data.train_pairs and/or data.train_triplets")
-    files = [{"kind": "pairs", "path": p.source, "sha256": p.sha256, "rows": len(p)} for p in pairs]
-    files += [{"kind": "triplets", "path": t.source, "sha256": t.sha256, "rows": len(t)} for t in trips]
+    dropped_p, dropped_t = [0] * len(pairs), [0] * len(trips)
+    if cfg.exclude_held_out:
+        index = held_out()
+        pairs, dropped_p = _unzip([filter_pairs(p, index) for p in pairs])
+        trips, dropped_t = _unzip([filter_triplets(t, index) for t in trips])
+    files = [{"kind": "pairs", "path": p.source, "sha256": p.sha256, "rows": len(p), "held_out_dropped": d}
+             for p, d in zip(pairs, dropped_p, strict=True)]
+    files += [{"kind": "triplets", "path": t.source, "sha256": t.sha256, "rows": len(t), "held_out_dropped": d}
+              for t, d in zip(trips, dropped_t, strict=True)]
     return TrainData(
         s1=[s for p in pairs for s in p.sentence1],
         s2=[s for p in pairs for s in p.sentence2],
@@ -71,6 +79,10 @@ def load_train_data(cfg: DataConfig) -> TrainData:
         negative=[s for t in trips for s in t.negative],
         files=files,
     )
+
+
+def _unzip(items: list[tuple[Any, int]]) -> tuple[list[Any], list[int]]:
+    return [x for x, _ in items], [d for _, d in items]
 
 
 @dataclass(frozen=True)
