@@ -14,7 +14,7 @@ from bellm.ablation import trial_config
 from bellm.config import PREFIX_CACHE_GB, RunConfig
 from bellm.isolation import trial_scope, worker_identity
 from bellm.keys import trial_key
-from tasks.common import retrying_task
+from bellm_app.tasks.common import retrying_task
 
 
 def _key(context: Any, p: dict[str, Any]) -> str:

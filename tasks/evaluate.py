@@ -10,7 +10,7 @@ from prefect import task
 
 from bellm.config import EncoderConfig
 from bellm.keys import eval_key
-from tasks.common import retrying_task
+from bellm_app.tasks.common import retrying_task
 
 
 def _eval_key(context: Any, p: dict[str, Any]) -> str:

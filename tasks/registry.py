@@ -12,7 +12,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from bellm.config import EncoderConfig, RunConfig
 from bellm.liveness import Heartbeat
 from bellm.registry import RegistryError, Run, champion_result, new_run, promote, setting_of, update_manifest
-from tasks.common import retrying_task
+from bellm_app.tasks.common import retrying_task
 
 
 def _run(run_dir: str) -> Run:

@@ -8,7 +8,7 @@ from typing import Any
 from bellm.config import RunConfig
 from bellm.keys import train_dir, train_key
 from bellm.trial import is_trained, train_cached
-from tasks.common import retrying_task
+from bellm_app.tasks.common import retrying_task
 
 
 def _cache_key(context: Any, params: dict[str, Any]) -> str:

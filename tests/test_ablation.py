@@ -202,7 +202,7 @@ def test_ablation_flow_runs_each_trained_trial_once_per_seed(tiny_model_dir: Pat
     from prefect.testing.utilities import prefect_test_harness
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
-    from flows.ablation import bellm_ablation
+    from bellm_app.flows.ablation import bellm_ablation
 
     overrides = {
         "model.source": str(tiny_model_dir),

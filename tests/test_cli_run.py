@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # server (a uvicorn child process) and then waits to be killed.
 SCRIPT = """
 import time
-from bellm.cli.run import prefect_env
+from bellm_app.flows.cli_run import prefect_env
 prefect_env()
 from prefect import flow
 

@@ -72,7 +72,7 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     """With a gate that *can* fail a first run: the tiny model's own STS-B dev score decides. Just above it,
     the first run fails and nothing is promoted; at it, the run passes and becomes champion."""
     from bellm.registry import champion, list_runs
-    from flows.train_eval_export import train_eval_export
+    from bellm_app.flows.train_eval_export import train_eval_export
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
     arts = tmp_path / "artifacts"
@@ -143,7 +143,7 @@ def test_failed_gate_fails_run_and_publishes_nothing(
     harness, tiny_model_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from bellm.registry import champion, list_runs
-    from flows.train_eval_export import train_eval_export
+    from bellm_app.flows.train_eval_export import train_eval_export
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
     arts = tmp_path / "artifacts"
@@ -163,7 +163,7 @@ def test_failed_gate_fails_run_and_publishes_nothing(
 def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> None:
     """A code fix, an edited eval file or another dtype must never be answered from a cached result."""
     import bellm.provenance
-    import tasks.evaluate as ev
+    import bellm_app.tasks.evaluate as ev
     from bellm.config import EncoderConfig
     from bellm.keys import train_key
     from bellm.profiles import build_config
@@ -186,7 +186,7 @@ def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> No
 
 
 def test_train_cache_key_recomputes_when_the_adapter_is_gone(tmp_path: Path, monkeypatch) -> None:
-    import tasks.train as tr
+    import bellm_app.tasks.train as tr
     from bellm.keys import train_dir, train_key
     from bellm.profiles import build_config
     from bellm.trial import TRAINED

@@ -170,7 +170,7 @@ def test_a_sweep_trial_and_the_flows_train_step_share_one_training(tiny_model_di
     """One configuration is one training, whichever command asked first: `bellm sweep` used to key its trials
     under $BELLM_HOME/sweeps/ and the flow's train step under $BELLM_HOME/train/, so both trained it."""
     import bellm.training.loop
-    import tasks.train as tr
+    import bellm_app.tasks.train as tr
     from bellm.profiles import build_config
     from bellm.sweep import run_trial, trials_root
     from bellm.trial import base_sha256, prepare_data
