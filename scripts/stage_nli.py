@@ -35,6 +35,10 @@ TRAIN = [(TEN, f"data/{p}/train.tsv") for p in PROTOCOLS] + [
     (CAD, "NLI/all_combined/train.tsv"),
 ]
 DEV = [(TEN, f"data/{p}/val.tsv") for p in PROTOCOLS]
+# The sources' own readme/licence texts, kept beside the data (TEN has no licence file: its README says what
+# is known).
+NOTICES = [(TEN, "README.md"), (MNLI, "LICENSE"), (MNLI, "README.md"), (CAT, "LICENSE"), (CAD, "LICENSE"),
+           (CAD, "README.md")]
 # academic-repository/cat stores SNLI without a header: label id, label id, premise, hypothesis. The ids were
 # read off the rows (1 neutral, 2 contradiction, 3 entailment) and checked on samples (PROVENANCE.md).
 CAT_LABELS = {"1": "neutral", "2": "contradiction", "3": "entailment"}
@@ -98,6 +102,8 @@ def read_source(repo: str, path: str) -> list[NliPair]:
 
 
 def main() -> None:
+    for repo, path in NOTICES:
+        raw_copy(repo, path)
     dev_pairs = [p for repo, path in DEV for p in read_source(repo, path)]
     sts_index = held_out([f for f in held_out_files() if "nli" not in f.parts])
     scored = scored_pairs(dev_pairs)

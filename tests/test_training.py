@@ -341,7 +341,7 @@ def test_resume_refuses_changed_data_contents(tiny_model_dir: Path, tmp_path: Pa
     lines = (STS_DIR / "stsb" / "train.tsv").read_text().splitlines()
     data.write_text("\n".join(lines[:41]) + "\n")
     cfg = tiny_cfg(tiny_model_dir, train={"max_steps": 2, "checkpoint_every": 1},
-                   data={"train_pairs": [str(data)], "train_triplets": []})
+                   data={"train_pairs": [str(data)], "train_triplets": [], "exclude_held_out": False})
     train(cfg, tmp_path / "out")
     data.write_text("\n".join([lines[0], *lines[41:81]]) + "\n")
     with pytest.raises(ValueError, match="different configuration"):

@@ -57,15 +57,20 @@ class TrainData:
 
 def load_train_data(cfg: DataConfig) -> TrainData:
     """Read every configured pair and triplet file (with the configured row caps)."""
-    pairs: list[Pairs] = [load_pairs(p, cfg.max_train_pairs) for p in cfg.train_pairs]
-    trips: list[Triplets] = [load_triplets(p, cfg.max_train_triplets) for p in cfg.train_triplets]
+    # Row caps apply after the held-out filter: a capped head of STS-B train is all STS12-16 pairs.
+    filtering = cfg.exclude_held_out
+    pairs: list[Pairs] = [load_pairs(p, None if filtering else cfg.max_train_pairs) for p in cfg.train_pairs]
+    trips: list[Triplets] = [load_triplets(p, None if filtering else cfg.max_train_triplets)
+                             for p in cfg.train_triplets]
     if not pairs and not trips:
         raise ValueError("no training data: set data.train_pairs and/or data.train_triplets")
     dropped_p, dropped_t = [0] * len(pairs), [0] * len(trips)
-    if cfg.exclude_held_out:
+    if filtering:
         index = held_out()
         pairs, dropped_p = _unzip([filter_pairs(p, index) for p in pairs])
         trips, dropped_t = _unzip([filter_triplets(t, index) for t in trips])
+        pairs = [p.head(cfg.max_train_pairs) if cfg.max_train_pairs else p for p in pairs]
+        trips = [t.head(cfg.max_train_triplets) if cfg.max_train_triplets else t for t in trips]
     files = [{"kind": "pairs", "path": p.source, "sha256": p.sha256, "rows": len(p), "held_out_dropped": d}
              for p, d in zip(pairs, dropped_p, strict=True)]
     files += [{"kind": "triplets", "path": t.source, "sha256": t.sha256, "rows": len(t), "held_out_dropped": d}
@@ -73,7 +78,8 @@ def load_train_data(cfg: DataConfig) -> TrainData:
     return TrainData(
         s1=[s for p in pairs for s in p.sentence1],
         s2=[s for p in pairs for s in p.sentence2],
-        labels=np.concatenate([normalize_scores(p.scores) for p in pairs]) if pairs else np.zeros(0),
+        labels=(np.concatenate([normalize_scores(p.scores) for p in pairs if len(p)]) if any(map(len, pairs))
+                else np.zeros(0)),
         anchor=[s for t in trips for s in t.anchor],
         positive=[s for t in trips for s in t.positive],
         negative=[s for t in trips for s in t.negative],
@@ -119,8 +125,13 @@ def check_batch_fits(data: TrainData, global_batch: int) -> None:
     if not usable:
         raise ValueError(
             f"global batch {global_batch} (batch_size × processes × grad_accum) exceeds the training data "
-            f"({data.n_pairs} pairs, {data.n_triplets} triplets); lower train.batch_size"
+            f"({data.n_pairs} pairs, {data.n_triplets} triplets{_dropped_note(data)}); lower train.batch_size"
         )
+
+
+def _dropped_note(data: TrainData) -> str:
+    dropped = sum(f.get("held_out_dropped", 0) for f in data.files)
+    return f" after dropping {dropped} held-out rows (data.exclude_held_out)" if dropped else ""
 
 
 def batch_stream(

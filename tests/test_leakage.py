@@ -1,0 +1,87 @@
+"""No model trains on a sentence pair of a set that evaluates or selects it (issue 26)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bellm.data import Pairs, Triplets, load_triplets, read_pairs
+from bellm.leakage import HeldOut, filter_pairs, filter_triplets, held_out, held_out_files, normalize
+from bellm.paths import DATA_DIR
+from bellm.profiles import PROFILES, build_config
+from bellm.training.batches import load_train_data
+
+NLI_TRAIN = DATA_DIR / "nli" / "train" / "triplets.csv.gz"
+
+
+def test_held_out_files_cover_every_evaluation_and_selection_set() -> None:
+    names = {p.relative_to(DATA_DIR).as_posix() for p in held_out_files()}
+    for year in ("sts12", "sts13", "sts14", "sts15", "sts16"):
+        assert any(n.startswith(f"sts/{year}/") for n in names), year
+    assert {"sts/stsb/dev.tsv", "sts/stsb/test.tsv", "sts/sickr/dev.tsv", "sts/sickr/test.tsv",
+            "nli/dev/pairs.tsv"} <= names
+    assert not any(n.endswith("train.tsv") for n in names)
+
+
+def test_normalize_ignores_case_punctuation_and_spacing() -> None:
+    expected = "a man is playing a guitar"
+    assert normalize("A man  is playing a guitar.") == normalize("a man is playing a guitar") == expected
+
+
+def test_filter_pairs_drops_held_out_pairs_in_either_order() -> None:
+    index = HeldOut.from_pairs([Pairs(["A cat sits."], ["A dog runs."], np.array([1.0]))])
+    train = Pairs(["a dog runs", "A cat sits.", "A cat sits."], ["A CAT SITS!", "A bird sings.", "a dog runs"],
+                  np.array([1.0, 2.0, 3.0]))
+    kept, dropped = filter_pairs(train, index)
+    assert dropped == 2 and kept.sentence2 == ["A bird sings."] and kept.scores.tolist() == [2.0]
+
+
+def test_filter_triplets_drops_any_held_out_sentence() -> None:
+    index = HeldOut.from_pairs([Pairs(["A cat sits."], ["A dog runs."], np.array([1.0]))])
+    trips = Triplets(["x", "y", "z", "w"], ["a cat sits", "q", "r", "s"], ["n", "A dog runs.", "t", "u"])
+    kept, dropped = filter_triplets(trips, index)
+    assert dropped == 2 and kept.anchor == ["z", "w"]
+
+
+@pytest.mark.parametrize("profile", sorted(p for p in PROFILES if p != "paper"))
+def test_no_profile_trains_on_a_held_out_pair(profile: str) -> None:
+    """What a profile trains on, as the training loop loads it: no held-out pair, and no held-out sentence in a
+    triplet. Before the filter STS-B train brought 4,799 STS12-16 test pairs into every profile."""
+    cfg = build_config(profile)
+    data = load_train_data(cfg.data)
+    index = held_out()
+    assert data.n_pairs + data.n_triplets > 0
+    for a, b in zip(data.s1, data.s2, strict=True):
+        assert (normalize(a), normalize(b)) not in index.pairs
+    for t in zip(data.anchor, data.positive, data.negative, strict=True):
+        assert not {normalize(s) for s in t} & index.sentences
+
+
+def test_staged_nli_triplets_hold_no_held_out_sentence() -> None:
+    """The staged NLI file itself (not only what training keeps of it) is clean: every triplet sentence, the
+    premises included, is absent from every evaluation and selection set."""
+    trips = load_triplets(NLI_TRAIN)
+    assert len(trips) == 17306
+    index = held_out()
+    for t in zip(trips.anchor, trips.positive, trips.negative, strict=True):
+        assert not {normalize(s) for s in t} & index.sentences
+
+
+def test_staged_files_match_provenance() -> None:
+    text = (DATA_DIR / "PROVENANCE.md").read_text()
+    from bellm.io import sha256_file
+
+    for rel in ("nli/train/triplets.csv.gz", "nli/dev/pairs.tsv"):
+        assert sha256_file(DATA_DIR / rel) in text, rel
+    assert len(read_pairs(DATA_DIR / "nli" / "dev" / "pairs.tsv")) == 4978
+
+
+def test_filter_is_recorded_and_can_be_turned_off(tmp_path: Path) -> None:
+    stsb = str(DATA_DIR / "sts" / "stsb" / "train.tsv")
+    on = load_train_data(build_config("quick", overrides={"data.train_pairs": [stsb]}).data)
+    off = load_train_data(build_config("quick", overrides={"data.train_pairs": [stsb],
+                                                           "data.exclude_held_out": False}).data)
+    assert on.n_pairs == 950 and off.n_pairs == 5749
+    assert on.files[0]["held_out_dropped"] == 4799 and off.files[0]["held_out_dropped"] == 0
