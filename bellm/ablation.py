@@ -42,8 +42,8 @@ class AblationConfig(BaseModel):
     )
     prefix_cache_gb: float = Field(
         PREFIX_CACHE_GB, ge=0,
-        description="memory for the frozen-prefix cache shared by the trials of one process (bellm.prefix; 0: off). "
-        "Trials differ only above the layers LoRA adapts, so the layers below run once per sentence",
+        description="memory for the frozen-prefix cache shared by the trials of one process (bellm.frozen_prefix; "
+        "0: off). Trials differ only above the layers LoRA adapts, so the layers below run once per sentence",
     )
     bootstrap: int = Field(1000, ge=100)
     seed: int = Field(0, description="the bootstrap's resampling seed")

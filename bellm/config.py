@@ -333,7 +333,7 @@ def preflight(cfg: RunConfig, evaluate: bool = True) -> RunConfig:
     return cfg
 
 
-# The frozen-prefix cache's memory budget in sweeps and ablations (`bellm.prefix`; 0 turns it off): the
+# The frozen-prefix cache's memory budget in sweeps and ablations (`bellm.frozen_prefix`; 0 turns it off): the
 # model and a training step need ~3 of the 24 GiB of the reference machine.
 PREFIX_CACHE_GB = 6.0
 

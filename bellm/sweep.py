@@ -14,9 +14,9 @@ Pure functions for the table and plot; `run_trial` is the only one with side eff
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,7 +60,7 @@ class SweepSpec(BaseModel):
     final_max_pairs: int | None = Field(None, ge=1, description="cap pairs when scoring selected adapters")
     prefix_cache_gb: float = Field(
         PREFIX_CACHE_GB, ge=0,
-        description="memory for the frozen-prefix cache (bellm.prefix; 0: off): trials adapting the same top "
+        description="memory for the frozen-prefix cache (bellm.frozen_prefix; 0: off): trials adapting the same top "
         "layers of one base model share the states below them; the numbers are the same either way",
     )
 
@@ -98,27 +98,19 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
     return cfg
 
 
-_INPUTS: dict[Any, tuple[dict[str, str], str]] = {}
-
-
 def _inputs(cfg: RunConfig) -> tuple[dict[str, str], str]:
-    """(data hashes, base model hash) of a trial's inputs, read once per process while the files are unchanged
-    (the report re-keys every trial after each one)."""
-    from bellm.trial import base_sha256, prepare_data
+    """(data hashes, base model hash) of a trial: the data read again each time (cheap, and an edited file is a
+    new trial), the model's files hashed once per process (the report re-keys every trial after each one)."""
+    from bellm.trial import prepare_data
 
-    files = [*cfg.data.train_pairs, *cfg.data.train_triplets, cfg.data.dev_pairs, cfg.model.source]
-    stats = [(st.st_size, st.st_mtime_ns) if (st := _stat(f)) else None for f in files]
-    memo = (cfg.data.model_dump_json(), cfg.model.source, json.dumps(stats))
-    if memo not in _INPUTS:
-        _INPUTS[memo] = prepare_data(cfg)["sha256"], base_sha256(cfg, convert=False)
-    return _INPUTS[memo]
+    return prepare_data(cfg)["sha256"], _base_sha256(cfg.model.source)
 
 
-def _stat(path: str) -> os.stat_result | None:
-    try:
-        return Path(path).stat()
-    except OSError:
-        return None
+@functools.cache
+def _base_sha256(source: str) -> str:
+    from bellm.models import resolve_source
+
+    return resolve_source(source, convert=False).sha256
 
 
 def trial_key(spec: SweepSpec, cfg: RunConfig) -> str:

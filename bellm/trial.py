@@ -41,11 +41,11 @@ def prepare_data(cfg: RunConfig) -> dict[str, Any]:
             "rows": {portable_path(s): len(d) for s, d in loaded}}
 
 
-def base_sha256(cfg: RunConfig, convert: bool = True) -> str:
-    """The base model's content hash (it keys every cache downstream); `convert=False` never converts a GGUF."""
+def base_sha256(cfg: RunConfig) -> str:
+    """The base model's content hash (it keys every cache downstream)."""
     from bellm.models import resolve_source
 
-    return resolve_source(cfg.model.source, convert).sha256
+    return resolve_source(cfg.model.source).sha256
 
 
 def is_trained(out: Path) -> bool:
@@ -118,14 +118,14 @@ def run_trial(cfg: RunConfig, suites: Sequence[str | Sequence[str]], *, trained:
               prefix_cache_gb: float = 0.0, progress: bool = True) -> TrialResult:
     """Train (or reuse) `cfg`'s adapter, or take the untrained encoder, and evaluate it on each suite.
 
-    `prefix_cache_gb` > 0 turns on the process's frozen-prefix cache (`bellm.prefix`): its stores outlive this
+    `prefix_cache_gb` > 0 turns on the process's frozen-prefix cache (`bellm.frozen_prefix`): its stores outlive this
     trial, so the next trial of the same base model reuses them (the numbers are the same either way).
     """
-    from bellm import prefix
+    from bellm import frozen_prefix
     from bellm.evaluation import evaluate_with_scores
 
-    prefix.enable(prefix_cache_gb)
-    before = prefix.stats()
+    frozen_prefix.enable(prefix_cache_gb)
+    before = frozen_prefix.stats()
     if trained:
         from bellm.training import load_trained_encoder
 
@@ -135,7 +135,7 @@ def run_trial(cfg: RunConfig, suites: Sequence[str | Sequence[str]], *, trained:
         from bellm.encoder import load_encoder
 
         info, encoder = {}, load_encoder(cfg.encoder_config)
-    share = prefix_share(before, prefix.stats())
+    share = prefix_share(before, frozen_prefix.stats())
     done = [evaluate_with_scores(encoder, s, max_pairs=max_pairs, batch_size=cfg.eval.batch_size) for s in suites]
     return TrialResult(info, [r for r, _ in done], [s for _, s in done], share)
 

@@ -3,7 +3,7 @@ or zero-shot), evaluated for selection and for the table. Cached by `bellm.keys.
 sweep resumes with only the missing trials; the training itself is the library's, shared with `bellm run` and
 `bellm sweep` (a half-trained trial resumes from its checkpoints). Where it runs (the flow's process, a Dask or
 Ray worker) and with how many threads changes neither its cache key nor its numbers (beyond float rounding where
-the frozen-prefix cache, `bellm.prefix`, computed a sentence's states in an earlier trial's batch)."""
+the frozen-prefix cache, `bellm.frozen_prefix`, computed a sentence's states in an earlier trial's batch)."""
 
 from __future__ import annotations
 

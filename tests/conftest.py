@@ -30,8 +30,8 @@ def _no_prefix_cache_after_a_test():
     yield
     import sys
 
-    if "bellm.prefix" in sys.modules:
-        sys.modules["bellm.prefix"].disable()
+    if "bellm.frozen_prefix" in sys.modules:
+        sys.modules["bellm.frozen_prefix"].disable()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -101,7 +101,7 @@ def test_trial_key_follows_file_contents(tmp_path: Path) -> None:
     cfg = trial_config(spec, "a")
     before = trial_key(spec, cfg)
     assert trial_key(spec, cfg) == before
-    pairs.write_text("score\tsentence1\tsentence2\n2.25\ta\tb\n")  # another size: a new file to any clock
+    pairs.write_text("score\tsentence1\tsentence2\n2.0\ta\tb\n")
     assert trial_key(spec, cfg) != before
 
 

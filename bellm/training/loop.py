@@ -36,6 +36,7 @@ from bellm.losses import pair_objective, triplet_objective
 from bellm.models import resolve_source
 from bellm.training import checkpoint as ckpt
 from bellm.training import distributed as D
+from bellm.training.adapter import adapter_metadata, build_lora_module, count_parameters, save_adapter
 from bellm.training.batches import (
     DataPosition,
     MicroBatch,
@@ -45,8 +46,7 @@ from bellm.training.batches import (
     make_micro_batch,
     micro_indices,
 )
-from bellm.training.evaluate import dev_spearman
-from bellm.training.model import adapter_metadata, build_lora_module, count_parameters, save_adapter
+from bellm.training.dev_score import dev_spearman
 from bellm.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ class Trainer:
             assert self.dev is not None
             with autocast(self.cfg.train.precision, self.info.device.type):
                 score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
-                                     self.cfg.eval.batch_size, self.info.device)
+                                     self.cfg.eval.batch_size)
             if self.best is None or score > self.best["dev_spearman"]:
                 self.best = {"step": self.step, "dev_spearman": score}
                 save_adapter(self.out / "best", self.peft,
