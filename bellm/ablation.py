@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bellm.config import PREFIX_CACHE_GB, RunConfig
 from bellm.errors import InputError
-from bellm.sts import TASK_LABELS
+from bellm.sts import TASK_LABELS, unseen_average
+
+UNSEEN_COLUMN = "STS12-16 avg"  # unseen domains (the recipe trains on STS-B / SICK-R train), beside the 7-task avg
 
 
 class AblationConfig(BaseModel):
@@ -47,6 +49,16 @@ class AblationConfig(BaseModel):
     )
     bootstrap: int = Field(1000, ge=100)
     seed: int = Field(0, description="the bootstrap's resampling seed")
+
+    @field_validator("selection_suite")
+    @classmethod
+    def _dev_only(cls, v: str) -> str:
+        from bellm.splits import refuse_test_splits
+        from bellm.sts import suite_files
+
+        for files in suite_files(v).values():
+            refuse_test_splits(files, "the ablation's selection_suite")
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -194,6 +206,23 @@ def conclusion(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def dev_choice(rows: Sequence[Mapping[str, Any]], suite: str = "the selection suite") -> str | None:
+    """The trial development data chooses (issue 26): the highest `dev` score (the selection suite, dev splits
+    only), with the best trial of any other pooling beside it. The table's test splits are reported, never used
+    to choose; None when no trial has a dev score."""
+    scored = [r for r in rows if r.get("dev") is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r["dev"])
+    line = f"- chosen on dev ({suite}): k={best['k']}, {best['pooling']} (dev {best['dev']:.2f}"
+    other = [r for r in scored if r["pooling"] != best["pooling"]]
+    if other:
+        runner = max(other, key=lambda r: r["dev"])
+        line += (f"; best {runner['pooling']}: k={runner['k']}, dev {runner['dev']:.2f}, "
+                 f"{best['dev'] - runner['dev']:+.2f}")
+    return line + "); the table's test columns are reported and did not choose"
+
+
 def _interval(point: float, samples: np.ndarray) -> dict[str, float]:
     lo, hi = np.nanpercentile(samples, [2.5, 97.5])
     return {
@@ -221,9 +250,10 @@ def table_rows(
             "trial": name,
             "k": t["k"],
             "pooling": t["pooling"],
-            "dev": _sp(sel, "stsb_dev"),
+            "dev": sel.get("avg") if sel.get("avg") is not None else _sp(sel, "stsb_dev"),  # the selection avg
             **{TASK_LABELS.get(task, task): v.get("spearman") for task, v in res["tasks"].items()},
             "avg": res.get("avg"),
+            **({UNSEEN_COLUMN: unseen} if (unseen := unseen_average(res["tasks"])) is not None else {}),
             "delta_vs_k0": None if ci is None else ci["delta"],
             "ci95": None if ci is None else f"[{ci['lo']:+.2f}, {ci['hi']:+.2f}]",
             "significant": None if ci is None else ("yes" if ci["significant"] else "no"),

@@ -19,6 +19,7 @@ from bellm.errors import InputError
 from bellm.models import DEFAULT_MODEL
 from bellm.paths import NLI_DIR, STS_DIR, portable_path
 from bellm.prompts import DEFAULT_PROMPT, resolve_prompt
+from bellm.splits import refuse_test_splits
 
 
 class Section(BaseModel):
@@ -161,6 +162,12 @@ class DataConfig(Section):
         "evaluation/selection sentence (bellm.leakage: STS-B train shares 4,799 pairs with STS12-16)",
     )
 
+    @field_validator("dev_pairs")
+    @classmethod
+    def _dev_only(cls, v: str) -> str:
+        refuse_test_splits([v], "data.dev_pairs (the in-training curve picks the kept step)")
+        return v
+
 
 class LossConfig(Section):
     cosine_weight: float = Field(1.0, ge=0)
@@ -208,14 +215,42 @@ class GateConfig(Section):
 
 
 class EvalConfig(Section):
-    gate_suite: str = "gate"
-    report_suite: str = "full"
+    gate_suite: str | list[str] = Field(
+        "dev", description="the decision set (issue 26): what the quality gates, the champion's regression check and "
+        "the export's variant gate read; development splits only (default `dev`: STS-B dev + SICK-R trial; task "
+        "keys or scored-pair files). A test split is refused")
+    report_suite: str = Field("full", description="reported only, never decides (the 7 STS tasks)")
     batch_size: int = Field(32, ge=1)
     baseline: bool = Field(True, description="also evaluate all-MiniLM-L6-v2 for the report (cached after once)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="PyTorch evaluation precision (gate, zero-shot): auto = bf16 where native and agreeing "
         "with fp32 (bellm.precision), else fp32; the full suite always runs the exported fp32 ONNX model")
     gates: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("gate_suite")
+    @classmethod
+    def _dev_only(cls, v: str | list[str]) -> str | list[str]:
+        if not v:
+            raise ValueError("empty: name a suite, task keys or scored-pair files")
+        for paths in decision_files(v).values():
+            refuse_test_splits(paths, "eval.gate_suite")
+        return v
+
+    @model_validator(mode="after")
+    def _gated_tasks_are_decided_on(self) -> EvalConfig:
+        tasks = decision_files(self.gate_suite)
+        for task in self.gates.min_task:
+            if task not in tasks:
+                raise ValueError(f"gates.min_task[{task}]: {task!r} is not in eval.gate_suite (tasks: "
+                                 f"{', '.join(tasks)}); gates read the decision set only, never a test split")
+        return self
+
+
+def decision_files(suite: str | list[str]) -> dict[str, list[Any]]:
+    """{task: files} of a decision suite (`bellm.sts.suite_files`; nothing read)."""
+    from bellm.sts import suite_files
+
+    return suite_files(suite)
 
 
 class ExportConfig(Section):

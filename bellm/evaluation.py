@@ -7,8 +7,9 @@ cached on disk per model fingerprint, so re-evaluating the same model is nearly 
 
 Result schema (keep the names):
     {"suite", "model": fingerprint, "tasks": {key: {"spearman", "pearson", "n", "subsets", ["wmean"]}},
-     "avg", "wmean", "max_pairs", "data_sha256": {file: sha}, "dedupe": {"sentences", "unique", "encoded"},
-     "seconds", "encoder": describe() when the encoder has one}
+     "avg", "unseen_avg" (STS12-16 average, None without all five), "wmean", "max_pairs",
+     "data_sha256": {file: sha}, "dedupe": {"sentences", "unique", "encoded"}, "seconds",
+     "encoder": describe() when the encoder has one}
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from bellm.embcache import EmbeddingCache, encode_cached
 from bellm.paths import STS_DIR, portable_path
-from bellm.sts import Task, average, cosine_rows, load_suite, score_task, suite_name
+from bellm.sts import Task, average, cosine_rows, load_suite, score_task, suite_name, unseen_average
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def evaluate_with_scores(
         "model": fingerprint,
         "tasks": blocks,
         "avg": average([b["spearman"] for b in blocks.values()]),
+        "unseen_avg": unseen_average(blocks),  # STS12-16 (None unless all five ran): the unseen-domain proxy
         "wmean": average([b.get("wmean", b)["spearman"] for b in blocks.values()]),
         "max_pairs": max_pairs,
         "data_sha256": {portable_path(f): sha for t in tasks for f, sha in t.files.items()},

@@ -2,16 +2,18 @@
 
 `check_gates` returns every check with its number, threshold and outcome; `enforce_gates` raises
 `GateFailed` naming each failed check, so a Prefect flow run ends Failed before export or champion
-promotion, and `bellm eval` exits 1. A score that could not be computed (None/NaN, e.g. a collapsed
-model whose cosines are all equal) or a gated task missing from the result fails its check: a gate
-must never pass by omission.
+promotion, and `bellm eval` exits 1. In the flow and the registry the result checked is the run's decision
+result (development splits only, `eval.gate_suite`; test splits are reported, never decide: `bellm.splits`).
+A score that could not be computed (None/NaN, e.g. a collapsed model whose cosines are all equal) or a gated
+task missing from the result fails its check: a gate must never pass by omission. The one exception, stated
+in the verdict: a champion that has no score on any of the run's decision tasks (`NOT_COMPARED`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bellm.config import GateConfig
@@ -99,9 +101,18 @@ def _regression(name: str, current: float | None, best: float | None, limit: flo
     return GateCheck(name, drop, limit, drop <= limit, f"champion {best:.2f} -> this run {current:.2f}")
 
 
+# A champion with none of this run's decision tasks (promoted on test averages before issue 26) cannot be compared
+# on dev data, and its test numbers must not decide: the check passes, and says so (recorded in the manifest).
+NOT_COMPARED = ("not compared: the champion has no score on this run's decision set ({mine}; champion has: {theirs}); "
+                "promoted on the absolute dev gates only")
+
+
 def check_gates(result: dict[str, Any], gates: GateConfig, champion: dict[str, Any] | None = None) -> GateVerdict:
-    """Every configured check on `result`. Regressions are skipped when there is no champion yet
-    (first run), and compare only the tasks both results have (the avg over those tasks)."""
+    """Every configured check on `result`, the run's *decision* result (`eval.gate_suite`: dev splits only).
+
+    Regressions are skipped when there is no champion yet (first run), and compare only the tasks of `result`
+    that the champion also has (the avg over those tasks), so a champion's test numbers never enter. A champion
+    without any of them passes the regression check with a `not compared` detail (`NOT_COMPARED`)."""
     result = result_of(result)
     mine = _spearmans(result)
     checks: list[GateCheck] = []
@@ -121,16 +132,21 @@ def check_gates(result: dict[str, Any], gates: GateConfig, champion: dict[str, A
         checks.append(GateCheck("max_regression[avg]", None, limit, False, "not comparable: max_pairs "
                                 f"{result.get('max_pairs')} here vs {champ.get('max_pairs')} for the champion"))
         return GateVerdict(checks)
-    if not common:
-        checks.append(GateCheck("max_regression[avg]", None, limit, False,
-                                f"champion has no task in common (champion: {', '.join(theirs) or 'none'})"))
+    if not common:  # a champion promoted before decisions moved to dev data (issue 26): nothing to compare
+        checks.append(GateCheck("max_regression[avg]", None, limit, True, NOT_COMPARED.format(
+            mine=", ".join(mine) or "none", theirs=", ".join(theirs) or "none")))
         return GateVerdict(checks)
+    lacking = [t for t in mine if t not in theirs]
     if gates.max_regression is not None:
         def mean(scores: dict[str, float | None]) -> float | None:
             vals = [scores[t] for t in common]
             return None if any(v is None for v in vals) else sum(vals) / len(vals)  # type: ignore[arg-type, misc]
 
-        checks.append(_regression("max_regression[avg]", mean(mine), mean(theirs), gates.max_regression))
+        check = _regression("max_regression[avg]", mean(mine), mean(theirs), gates.max_regression)
+        if lacking:  # say what was compared: the champion lacks some of this run's decision tasks
+            check = replace(check, detail=f"{check.detail}; compared on {', '.join(common)} (the champion has no "
+                            f"{', '.join(lacking)})")
+        checks.append(check)
     if gates.max_task_regression is not None:
         for task in common:
             checks.append(_regression(f"max_regression[{task}]", mine[task], theirs[task], gates.max_task_regression))

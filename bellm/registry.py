@@ -3,7 +3,8 @@
 Layout (a contract: outside tools read it; documented in artifacts/README.md):
 
     <root>/runs/<UTC timestamp>-<short id>/manifest.json   profile, setting, config, data sha256s, code
-                                                           version, owner + heartbeat, timings, gates, status
+                                                           version, owner + heartbeat, timings, gates, status,
+                                                           decisions (the dev files each decision read)
                                           metrics.json    {"trained": r, "zero_shot": r, "onnx": {variant: r}}
                                           report.md, *.png, adapter/, onnx/<variant>/
     <root>/champions/<setting key>                         one line: the champion run of that setting
@@ -283,9 +284,23 @@ def champion_result(
     return result
 
 
+def decision_result(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's decision result: metrics.json's `gate` (the dev splits of `eval.gate_suite`), never its `trained`
+    full-suite result (test splits, reported only); None when the run has none."""
+    gate = metrics.get("gate")
+    return dict(gate) if isinstance(gate, dict) and isinstance(gate.get("tasks"), dict) else None
+
+
+def _decision_files(run: Run) -> dict[str, Any]:
+    """What the promotion check read (the run's decision result; the champion is compared on the same tasks)."""
+    result = decision_result(run.metrics or {}) or {}
+    return {"suite": result.get("suite"), "data_sha256": result.get("data_sha256") or {}}
+
+
 def _promotion_check(run: Run, manifest: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
     """Re-check a passed run's gates for promotion: at least one absolute gate and a regression limit
-    must be configured, and the run must pass them against the champion read under the lock."""
+    must be configured, and the run's decision result (dev splits) must pass them against the champion read
+    under the lock (compared on the dev tasks both have: `bellm.gates.check_gates`)."""
     from bellm.config import GateConfig
     from bellm.gates import check_gates
 
@@ -302,9 +317,10 @@ def _promotion_check(run: Run, manifest: dict[str, Any], current: dict[str, Any]
     metrics = run.metrics
     if not metrics or not isinstance(metrics.get("trained"), dict):
         raise RegistryError(f"run {run.id} has no metrics.json with a 'trained' result")
-    result = dict(metrics["trained"])
-    if isinstance(metrics.get("gate"), dict):
-        result["tasks"] = {**metrics["gate"].get("tasks", {}), **result.get("tasks", {})}
+    result = decision_result(metrics)
+    if result is None:
+        raise RegistryError(f"run {run.id} has no decision result (metrics.json 'gate', the dev splits of "
+                            "eval.gate_suite): a model is promoted on development data only")
     verdict = check_gates(result, gates, current)
     if not verdict.passed:
         raise RegistryError(f"run {run.id} cannot be champion: {verdict.summary()}")
@@ -339,7 +355,8 @@ def promote(
             record.update(previous=current.id if current else None,
                           check=_promotion_check(run, manifest, against))
         write_text_atomic(_pointer(root_dir(root), setting), run_id + "\n")
-        update_manifest(run, promotion=record)
+        decided = {} if force else {"decisions": {"promotion": _decision_files(run)}}
+        update_manifest(run, promotion=record, **decided)
     return run
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from bellm.gates import result_of
 from bellm.io import atomic_path, write_json_atomic, write_text_atomic
-from bellm.sts import TASK_LABELS
+from bellm.sts import TASK_LABELS, unseen_average
 
 if TYPE_CHECKING:
     from bellm.evaluation import PairScores
@@ -29,10 +29,16 @@ COLUMNS = ("this run", "champion", "all-MiniLM-L6-v2", "zero-shot")
 SCATTER_TASKS = ("stsb", "stsb_dev")
 
 
+UNSEEN_ROW = "STS12-16 avg (unseen domains)"  # the in-project proxy for domains the recipe did not train on
+
+
 def _score(result: Mapping[str, Any] | None, task: str) -> float | None:
     if result is None:
         return None
-    value = result.get("avg") if task == "avg" else result.get("tasks", {}).get(task, {}).get("spearman")
+    if task == UNSEEN_ROW:
+        value = unseen_average(result.get("tasks", {}))
+    else:
+        value = result.get("avg") if task == "avg" else result.get("tasks", {}).get(task, {}).get("spearman")
     return None if value is None else round(float(value), 2)
 
 
@@ -48,11 +54,14 @@ def comparison_rows(
     champion: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per task of `trained` plus "avg": Spearman x100 per column, and the change vs champion."""
+    """One row per task of `trained` plus "avg" (all its tasks) and, when it has STS12-16, their average
+    (`UNSEEN_ROW`: unseen-domain quality beside the in-domain STS-B / SICK-R rows): Spearman x100 per column,
+    and the change vs champion."""
     cols = _columns(trained, zero_shot, champion, baseline)
     rows: list[dict[str, Any]] = []
-    for task in [*trained.get("tasks", {}), "avg"]:
-        row: dict[str, Any] = {"task": TASK_LABELS.get(task, task) if task != "avg" else "avg"}
+    unseen = [UNSEEN_ROW] if unseen_average(trained.get("tasks", {})) is not None else []
+    for task in [*trained.get("tasks", {}), "avg", *unseen]:
+        row: dict[str, Any] = {"task": TASK_LABELS.get(task, task)}
         for name, res in cols.items():
             row[name] = _score(res, task)
         mine, best = row["this run"], row["champion"]
@@ -72,7 +81,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     keys = [k for k in rows[0] if k == "task" or any(r[k] is not None for r in rows)] if rows else []
     out = ["| " + " | ".join(keys) + " |", "|" + "|".join(["---"] + ["---:"] * (len(keys) - 1)) + "|"]
     for r in rows:
-        cells = [f"**{r['task']}**" if r["task"] == "avg" else str(r["task"])]
+        cells = [f"**{r['task']}**" if r["task"] in ("avg", UNSEEN_ROW) else str(r["task"])]
         cells += [_cell(r[k], signed=k == "vs champion") for k in keys[1:]]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -86,8 +95,10 @@ def report_markdown(
     verdict: GateVerdict | None = None,
     images: Mapping[str, str] | None = None,
     title: str = "bellm evaluation",
+    decision: Mapping[str, Any] | None = None,
 ) -> str:
-    """The report body: header facts, the comparison table, gates, images and data provenance."""
+    """The report body: header facts, the comparison table, what decided (`decision`: the dev result the gates
+    read), gates, images and data provenance."""
     lines = [f"# {title}", ""]
     lines.append(f"- model fingerprint: `{trained.get('model')}`")
     lines.append(f"- suite: `{trained.get('suite')}`; metric: Spearman x100 of cosine similarity "
@@ -104,9 +115,16 @@ def report_markdown(
         lines.append(f"- sentences: {dd.get('sentences')} ({dd.get('unique')} unique, {dd.get('encoded')} encoded "
                      f"now, the rest from cache); {trained.get('seconds')} s")
     lines += ["", markdown_table(comparison_rows(trained, zero_shot, champion, baseline)), ""]
+    if unseen_average(trained.get("tasks", {})) is not None:
+        lines.append("In domain: STS-B and SICK-R (the recipe trains on their train splits). STS12-16 are domains "
+                     "it never trains on: their average is the unseen-domain proxy. Test splits are reported here "
+                     "and never decide (gates, promotion and the export's variant gate read dev splits).")
+        lines.append("")
     if trained.get("wmean") is not None:
         lines.append(f"wmean variant (sub-dataset Spearmans weighted by pairs) avg: {trained['wmean']:.2f}")
         lines.append("")
+    if decision is not None and decision.get("tasks"):
+        lines += decision_markdown(decision, result_of(champion))
     if verdict is not None:
         lines += ["## Gates", "", "```", verdict.summary(), "```", ""]
     for caption, name in (images or {}).items():
@@ -117,6 +135,20 @@ def report_markdown(
         lines += [f"- `{f}` `{s}`" for f, s in shas.items()]
         lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def decision_markdown(decision: Mapping[str, Any], champion: Mapping[str, Any] | None) -> list[str]:
+    """The dev numbers that decided (gates, regression check, promotion), this run beside the champion's."""
+    lines = ["## Decided on (dev splits)", "", "| dev task | this run | champion |", "|---|---:|---:|"]
+    theirs: list[float | None] = []
+    for task in decision["tasks"]:
+        best = _score(champion, task)
+        theirs.append(best)
+        lines.append(f"| {TASK_LABELS.get(task, task)} | {_cell(_score(decision, task))} | {_cell(best)} |")
+    champ_avg = None if None in theirs else round(sum(theirs) / len(theirs), 2)  # type: ignore[arg-type]
+    lines += [f"| **dev avg** | {_cell(_score(decision, 'avg'))} | {_cell(champ_avg)} |", "",
+              "Files read: " + ", ".join(f"`{f}`" for f in decision.get("data_sha256") or {}) + ".", ""]
+    return lines
 
 
 TRAIN_LOG = "train_log.jsonl"  # copied next to the report by the flow; plotted when present
@@ -212,7 +244,7 @@ def plot_task_bars(rows: list[dict[str, Any]], path: Path) -> Path:
             bars = ax.bar(x + (i - (len(cols) - 1) / 2) * width, vals, width, label=col)
             if col == "this run":
                 ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
-        ax.set_xticks(x, [r["task"] for r in rows])
+        ax.set_xticks(x, [r["task"].replace(" (unseen domains)", "\n(unseen)") for r in rows])
         ax.set_ylabel("Spearman x100")
         lowest = min([0.0] + [r[c] for r in rows for c in cols if r.get(c) is not None])
         ax.set_ylim(min(0.0, lowest - 5), 100)
@@ -280,6 +312,6 @@ def write_report(
         more.setdefault("gates", verdict.to_dict())
     paths["metrics"] = write_json_atomic(out / "metrics.json",
                                          metrics_document(trained, zero_shot, champion, baseline, more))
-    md = report_markdown(trained, zero_shot, champion, baseline, verdict, images)
+    md = report_markdown(trained, zero_shot, champion, baseline, verdict, images, decision=more.get("gate"))
     paths["report"] = write_text_atomic(out / "report.md", md)
     return paths

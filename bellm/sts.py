@@ -4,7 +4,9 @@ Tasks follow SentEval so numbers compare with the literature:
 - `sts12`..`sts16`: every sub-dataset file of a year, concatenated, one Spearman (SentEval's "all"
   setting, the one SimCSE/BeLLM report). Per-subset numbers and "wmean" (subset Spearmans weighted by
   pair count) are kept beside it, because the two settings differ by points and papers mix them.
-- `stsb`: STS-B test; `sickr`: SICK-R test.
+- `stsb`: STS-B test; `sickr`: SICK-R test (reported, never deciding: `bellm.splits`).
+- `stsb_dev`: STS-B dev; `sickr_dev`: SICK-R trial (its dev split). The `dev` suite (both) is what the flow's
+  gates, the champion's regression check and the export's variant gate read (`eval.gate_suite`).
 Scores are cosine similarity vs gold; metrics are Spearman and Pearson x100 (scipy).
 """
 
@@ -34,12 +36,22 @@ SPLIT_TASKS: dict[str, tuple[str, str]] = {
     "stsb": ("stsb", "test"),
     "sickr": ("sickr", "test"),
     "stsb_dev": ("stsb", "dev"),
+    "sickr_dev": ("sickr", "dev"),
 }
+# Selection sets kept outside data/sts/ (paths relative to the data directory): the NLI dev pairs (entailment 2,
+# neutral 1, contradiction 0; Wikipedia premises), a selection signal outside the STS domains.
+DATA_TASKS: dict[str, str] = {"nli_dev": "nli/dev/pairs.tsv"}
 FULL_TASKS: tuple[str, ...] = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
-SUITES: dict[str, tuple[str, ...]] = {"gate": ("stsb_dev",), "full": FULL_TASKS}
+# STS12-16: domains the recipe never trains on (training data is filtered against them, bellm.leakage: STS-B
+# train holds 4,799 of their pairs), the in-project proxy for unseen-domain quality, reported beside the
+# in-domain STS-B / SICK-R numbers (`unseen_avg`).
+UNSEEN_TASKS: tuple[str, ...] = ("sts12", "sts13", "sts14", "sts15", "sts16")
+SUITES: dict[str, tuple[str, ...]] = {
+    "gate": ("stsb_dev",), "dev": ("stsb_dev", "sickr_dev", "nli_dev"), "full": FULL_TASKS,
+}
 TASK_LABELS: dict[str, str] = {
     "sts12": "STS12", "sts13": "STS13", "sts14": "STS14", "sts15": "STS15", "sts16": "STS16",
-    "stsb": "STS-B", "sickr": "SICK-R", "stsb_dev": "STS-B dev",
+    "stsb": "STS-B", "sickr": "SICK-R", "stsb_dev": "STS-B dev", "sickr_dev": "SICK-R dev", "nli_dev": "NLI dev",
 }
 
 
@@ -85,16 +97,40 @@ def _head(subsets: list[tuple[str, Pairs]], max_pairs: int | None) -> tuple[tupl
     return tuple(out)
 
 
-def load_task(name: str, max_pairs: int | None = None, sts_dir: Path = STS_DIR) -> Task:
-    """A built-in task by key (`sts12`..`sts16`, `stsb`, `sickr`, `stsb_dev`)."""
+def task_files(name: str, sts_dir: Path = STS_DIR) -> list[Path]:
+    """The files a built-in task reads (without reading them)."""
     if name in YEAR_SUBSETS:
-        subsets = [(s, read_pairs(sts_dir / name / f"{s}.tsv")) for s in YEAR_SUBSETS[name]]
-    elif name in SPLIT_TASKS:
+        return [sts_dir / name / f"{s}.tsv" for s in YEAR_SUBSETS[name]]
+    if name in SPLIT_TASKS:
         folder, split = SPLIT_TASKS[name]
-        subsets = [(split, read_pairs(sts_dir / folder / f"{split}.tsv"))]
-    else:
-        known = ", ".join([*YEAR_SUBSETS, *SPLIT_TASKS])
-        raise InputError(f"unknown STS task {name!r}; built-in tasks are {known}")
+        return [sts_dir / folder / f"{split}.tsv"]
+    if name in DATA_TASKS:
+        return [sts_dir.parent / DATA_TASKS[name]]
+    known = ", ".join([*YEAR_SUBSETS, *SPLIT_TASKS, *DATA_TASKS])
+    raise InputError(f"unknown STS task {name!r}; built-in tasks are {known}")
+
+
+def suite_files(suite: str | Path | Sequence[str | Path], sts_dir: Path = STS_DIR) -> dict[str, list[Path]]:
+    """{task key: files it reads} of a suite, without reading anything (to check what a suite would decide on)."""
+    items = [suite] if isinstance(suite, str | Path) else list(suite)
+    out: dict[str, list[Path]] = {}
+    for item in items:
+        key = str(item)
+        if key in SUITES:
+            out.update({t: task_files(t, sts_dir) for t in SUITES[key]})
+        elif key in YEAR_SUBSETS or key in SPLIT_TASKS:
+            out[key] = task_files(key, sts_dir)
+        else:
+            path = Path(key)
+            out[path.name.split(".")[0] or path.name] = [path]
+    return out
+
+
+def load_task(name: str, max_pairs: int | None = None, sts_dir: Path = STS_DIR) -> Task:
+    """A built-in task by key (`sts12`..`sts16`, `stsb`, `sickr`, `stsb_dev`, `sickr_dev`, `nli_dev`)."""
+    files = task_files(name, sts_dir)
+    names = list(YEAR_SUBSETS[name]) if name in YEAR_SUBSETS else [SPLIT_TASKS.get(name, (name, name))[1]]
+    subsets = [(n, read_pairs(f)) for n, f in zip(names, files, strict=True)]
     return Task(name, _head(subsets, max_pairs))
 
 
@@ -115,10 +151,11 @@ def suite_name(suite: str | Sequence[str | Path]) -> str:
 def load_suite(
     suite: str | Path | Sequence[str | Path], max_pairs: int | None = None, sts_dir: Path = STS_DIR
 ) -> list[Task]:
-    """Tasks of a suite: `gate` (STS-B dev), `full` (the 7 tasks), a task key, or scored-pair files."""
+    """Tasks of a suite: `gate` (STS-B dev), `dev` (STS-B dev + SICK-R trial), `full` (the 7 tasks), a task key,
+    or scored-pair files."""
     items = [suite] if isinstance(suite, str | Path) else list(suite)
     if not items:
-        raise InputError("empty suite: give 'gate', 'full', task keys or scored-pair files")
+        raise InputError("empty suite: give 'gate', 'dev', 'full', task keys or scored-pair files")
     tasks: list[Task] = []
     for item in items:
         key = str(item)
@@ -133,6 +170,13 @@ def load_suite(
     if dupes:
         raise InputError(f"suite has duplicate task key(s) {', '.join(dupes)} (file stems must be unique)")
     return tasks
+
+
+def unseen_average(tasks: dict[str, dict]) -> float | None:
+    """Mean Spearman of STS12-16 (the unseen-domain proxy); None unless all five were scored."""
+    if not all(t in tasks for t in UNSEEN_TASKS):
+        return None
+    return average([tasks[t].get("spearman") for t in UNSEEN_TASKS])
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -30,17 +30,12 @@ from bellm.errors import InputError
 from bellm.io import read_json_object, sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR, bellm_home, portable_path
 from bellm.profiles import build_config
+from bellm.splits import is_test_split, refuse_test_splits
 
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def is_test_split(path: str | Path) -> bool:
-    """A file that holds test pairs: a `test*` file, or anything under the STS12-16 test collections."""
-    p = Path(path)
-    return p.name.startswith("test") or any(part in {"sts12", "sts13", "sts14", "sts15", "sts16"} for part in p.parts)
 
 
 class SweepSpec(BaseModel):
@@ -77,9 +72,7 @@ class SweepSpec(BaseModel):
     @field_validator("dev", "extra_dev")
     @classmethod
     def _no_test(cls, v: str | list[str]) -> str | list[str]:
-        for path in [v] if isinstance(v, str) else v:
-            if is_test_split(path):
-                raise InputError(f"{path} is a test split: settings are chosen on development data only")
+        refuse_test_splits([v] if isinstance(v, str) else v, "sweep selection set")
         return v
 
     @classmethod

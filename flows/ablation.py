@@ -24,6 +24,7 @@ from bellm.ablation import (
     AblationConfig,
     bootstrap_all,
     conclusion,
+    dev_choice,
     grid,
     mean_over_seeds,
     plot,
@@ -176,7 +177,9 @@ def render(cfg: Any, abl: AblationConfig, rows: dict[str, list[dict[str, Any]]],
     ]
     for key, title in (("trained", "Trained"), ("zero_shot", "Zero-shot (no training)")):
         if rows[key]:
-            parts += [f"## {title}\n", to_markdown(rows[key]), *conclusion(rows[key]), ""]
+            choice = dev_choice(rows[key], abl.selection_suite)  # decided on dev only (issue 26)
+            parts += [f"## {title}\n", to_markdown(rows[key]), *conclusion(rows[key]), *([choice] if choice else []),
+                      ""]
     return "\n".join(parts) + "\n"
 
 

@@ -1,9 +1,10 @@
 """The `train-eval-export` flow: what users run (as deployments, or `bellm run`).
 
-data prep → LoRA training → STS gate → ONNX export (parity, invariance and variant gates) → full STS report
-through the exported fp32 model (+ zero-shot on the fastest faithful engine, baseline; cached by fingerprint)
-→ champion gates → register the run, and promote it to champion when every gate passed (a failed run keeps no
-ONNX directory).
+data prep → LoRA training → STS gates and the regression check against the champion (on the dev splits of
+`eval.gate_suite`) → ONNX export (parity, invariance and variant gates, the last on the same dev splits) → full
+STS report through the exported fp32 model (test splits: reported, never deciding; + zero-shot on the fastest
+faithful engine, baseline; cached by fingerprint) → register the run, and promote it to champion when every gate
+passed (a failed run keeps no ONNX directory). The manifest's `decisions` lists every file a decision read.
 The flow only orchestrates; every step is a task in `tasks/` over a `bellm` function.
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from bellm.config import GateConfig, preflight
+from bellm.config import preflight
+from bellm.paths import portable_path
 from bellm.precision import fastest_faithful_engine
 from bellm.profiles import build_config
 from bellm_app.tasks.data import prepare_data
@@ -39,9 +41,10 @@ class _Timer:
         return out
 
 
-def gate_subset(gates: GateConfig, tasks: dict[str, Any]) -> dict[str, Any]:
-    """The per-task minimums that a (partial) result can already be judged on."""
-    return {"min_task": {t: v for t, v in gates.min_task.items() if t in tasks}}
+def decision_record(suite: Any, data_sha256: dict[str, str]) -> dict[str, Any]:
+    """What a decision read, for the manifest's `decisions`: the suite (or file) and {file: sha256} of every file
+    it read, so anyone can check that no test split is among them."""
+    return {"suite": suite, "data_sha256": dict(data_sha256)}
 
 
 @flow(name="train-eval-export", log_prints=True)
@@ -73,13 +76,22 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
             "evaluate-gate", evaluate_suite, encoder, cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, model_key,
             trained_adapter, cfg.eval.dtype,
         )
+        # Every decision reads the dev splits of eval.gate_suite (issue 26): the minimums and the regression check
+        # against the champion's dev numbers, here, before anything is exported; test splits are only reported.
+        decisions = {"gates": decision_record(gate["suite"], gate["data_sha256"])}
+        if cfg.train.eval_every and cfg.train.select_best:  # the in-training dev curve chose the kept step
+            dev = portable_path(cfg.data.dev_pairs)
+            decisions["checkpoint_selection"] = decision_record(dev, {dev: data["sha256"][dev]})
+        record(run_dir, decisions=decisions)
         champion = read_champion(cfg)
-        verdict = timer("gates", enforce_gates_task, gate, gate_subset(cfg.eval.gates, gate["tasks"]), None)
+        verdict = timer("gates", enforce_gates_task, gate, cfg.eval.gates.model_dump(), champion)
+        record(run_dir, gates=verdict)
 
         # Export right after the gate, so the report describes the files that ship: the full suite runs through
         # the torch-free runtime on the exported fp32 model (parity- and invariance-gated to PyTorch).
         exported = timer("export", export_variants, cfg, adapter, run_dir, max_pairs)
-        record(run_dir, published_variants=exported["published"], export=exported["report"])
+        record(run_dir, published_variants=exported["published"], export=exported["report"],
+               decisions={"export_variant_gate": decision_record(cfg.eval.gate_suite, exported["decision_data"])})
         shipped = Path(run_dir) / "onnx" / "fp32"  # evaluated through `bellm.runtime.OnnxEncoder` (CPU)
         full = timer(
             "evaluate-full", evaluate_suite, shipped, cfg.eval.report_suite, max_pairs, cfg.eval.batch_size,
@@ -107,10 +119,6 @@ def train_eval_export(profile: str = "quick", overrides: dict[str, Any] | None =
                 cfg.eval.batch_size,
                 "minilm",
             )
-        combined = {**full, "tasks": {**full["tasks"], **gate["tasks"]}}
-        verdict = timer("gates", enforce_gates_task, combined, cfg.eval.gates.model_dump(), champion)
-        record(run_dir, gates=verdict)
-
         metrics: dict[str, Any] = {"trained": full, "gate": gate, "zero_shot": zero, "baseline": baseline,
                                    "onnx": exported["results"]}
         timer("report", publish_report, run_dir, shipped, None, metrics, champion, max_pairs)

@@ -1,5 +1,6 @@
-"""The export task: ONNX variants of the trained encoder, parity- and STS-gated, published atomically
-into the run directory; each published variant is then evaluated through the torch-free runtime."""
+"""The export task: ONNX variants of the trained encoder, parity- and STS-gated (on the decision set: dev
+splits), published atomically into the run directory; each published variant is then evaluated (reported
+only, STS-B test) through the torch-free runtime."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ from prefect import task
 from bellm.config import RunConfig
 
 
-def _score_cached(max_pairs: int | None, batch_size: int):  # noqa: ANN202 - a ScoreFn
-    """STS-B test Spearman through `bellm.evaluation`, caching embeddings so the per-variant results
-    recorded afterwards cost nothing extra."""
+def _score_cached(suite: str | list[str], max_pairs: int | None, batch_size: int, read: dict[str, str]):  # noqa: ANN202
+    """The variant gate's score: the average Spearman on the decision set `suite` (dev splits), caching embeddings
+    so it costs nothing twice; the files it read go into `read` ({file: sha256}, for the manifest)."""
 
     def score(encoder: Any) -> float:
         from bellm.evaluation import evaluate
 
-        value = evaluate(encoder, "stsb", max_pairs=max_pairs, batch_size=batch_size)["tasks"]["stsb"]["spearman"]
-        if value is None:
-            raise ValueError("STS-B Spearman is undefined (constant predictions?)")
-        return float(value)
+        result = evaluate(encoder, suite, max_pairs=max_pairs, batch_size=batch_size)
+        read.update(result["data_sha256"])
+        if result["avg"] is None:
+            raise ValueError(f"the Spearman on {suite} is undefined (constant predictions?)")
+        return float(result["avg"])
 
     return score
 
@@ -59,13 +61,14 @@ def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: i
 
     encoder = load_trained_encoder(adapter_dir)
     out = Path(run_dir) / "onnx"
+    read: dict[str, str] = {}  # what the variant gate read (the decision set: dev splits)
     exp = export_encoder(
         encoder,
         out,
         variants=cfg.export.variants,
         attention_op=cfg.export.attention_op,
         opset=cfg.export.opset,
-        sts_gate=_score_cached(max_pairs, cfg.eval.batch_size),
+        sts_gate=_score_cached(cfg.eval.gate_suite, max_pairs, cfg.eval.batch_size, read),
         max_spearman_drop=cfg.export.max_spearman_drop,
         card_info=run_card_info(adapter_dir, run_dir),  # metrics.json holds the trained results by now
     )
@@ -89,4 +92,5 @@ def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: i
         }
         for n, v in exp.variants.items()
     }
-    return {"published": exp.published(), "results": results, "report": report, "seconds": round(exp.seconds, 2)}
+    return {"published": exp.published(), "results": results, "report": report, "seconds": round(exp.seconds, 2),
+            "decision_data": read}

@@ -89,7 +89,8 @@ def publish_report(
     run_id = Path(run_dir).name
     create_table_artifact(rows, key="bellm-sts", description=f"STS Spearman x100, run {run_id}")
     create_markdown_artifact(
-        report_markdown(metrics["trained"], metrics.get("zero_shot"), champion, metrics.get("baseline")),
+        report_markdown(metrics["trained"], metrics.get("zero_shot"), champion, metrics.get("baseline"),
+                        decision=metrics.get("gate")),
         key="bellm-report",
         description=f"bellm report, run {run_id}",
     )

@@ -17,6 +17,7 @@ from bellm.ablation import (
     AblationConfig,
     bootstrap_all,
     conclusion,
+    dev_choice,
     grid,
     paired_bootstrap,
     table_rows,
@@ -90,6 +91,29 @@ def test_bootstrap_all_pairs_each_trial_with_k0_of_its_pooling_and_conclusion_re
         "- k=1, mean: Δ avg -1.00 [-2, -0.1] → significantly worse than k=0",
         "- k=3, mean: Δ avg +0.20 [-1, 1.4] → not distinguishable from k=0",
     ]
+
+
+def test_the_pooling_is_chosen_on_dev_and_the_unseen_average_is_reported() -> None:
+    """docs/ablation.md's issue-11 numbers (means over two seeds): the test average favours `last` (77.77 vs
+    77.23), dev favours `last_mean_span` (84.70 vs 84.48). The choice follows dev (issue 26); STS12-16 get their
+    own average column beside the 7-task one."""
+    def trial(k: int, pooling: str, dev: float, avg: float) -> dict:
+        tasks = {t: {"spearman": avg + i} for i, t in enumerate(("sts12", "sts13", "sts14", "sts15", "sts16"))}
+        tasks.update(stsb={"spearman": avg}, sickr={"spearman": avg})
+        return {"k": k, "pooling": pooling, "trained": {"tasks": tasks, "avg": avg},
+                "trained_selection": {"tasks": {"stsb_dev": {"spearman": dev}}, "avg": dev}}
+
+    trials = {"k0-last_mean_span": trial(0, "last_mean_span", 84.62, 77.19),
+              "k2-last_mean_span": trial(2, "last_mean_span", 84.70, 77.23),
+              "k0-last": trial(0, "last", 84.49, 77.77), "k2-last": trial(2, "last", 84.48, 77.77)}
+    rows = table_rows(trials, {})
+    assert dev_choice(rows, "gate") == ("- chosen on dev (gate): k=2, last_mean_span (dev 84.70; best last: k=0, dev "
+                                        "84.49, +0.21); the table's test columns are reported and did not choose")
+    assert rows[0]["STS12-16 avg"] == pytest.approx(77.19 + 2.0) and list(rows[0]).index("STS12-16 avg") == \
+        list(rows[0]).index("avg") + 1
+    assert dev_choice([{"k": 0, "pooling": "last", "dev": None}]) is None
+    with pytest.raises(ValueError, match="is a test split"):
+        AblationConfig(selection_suite="stsb")
 
 
 def _ablate_cmd(tiny: Path, arts: Path) -> list[str]:

@@ -32,12 +32,15 @@ def card_data(readme: str):  # noqa: ANN201
 
 def test_every_variant_has_a_hub_card_with_its_gate_result(export_dir: Path) -> None:
     for variant in ("fp32", "int8", "fp16"):
-        data = card_data((export_dir / variant / "README.md").read_text())
+        text = (export_dir / variant / "README.md").read_text()
+        data = card_data(text)
         assert data.library_name == "sentence-transformers" and data.pipeline_tag == "sentence-similarity"
         assert data.license == "other" and data.base_model is None  # a local test model has no Hub id
         assert {"bellm", "onnx", variant, "bidirectional-last-2"} <= set(data.tags)
-        (res,) = data.eval_results  # no run results: this variant's own STS-B gate score
-        assert res.dataset_type == "mteb/stsbenchmark-sts" and res.metric_value == SCORES[variant]
+        # No run results: the variant gate's score is on dev splits (issue 26), shown with the gates and never
+        # published as a benchmark (test split) result in the model index.
+        assert not data.eval_results
+        assert f"STS Spearman, dev (export gate): {SCORES[variant]:.2f}" in text
 
 
 def test_card_of_a_run_has_the_model_index_recipe_and_data(export_dir: Path, tmp_path: Path) -> None:

@@ -116,6 +116,16 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     if fastest_faithful_engine() == "onnx":  # no native bf16 here: the zero-shot column ran on ORT fp32 too
         assert metrics["zero_shot"]["encoder"]["runtime"] == "onnxruntime" and "export-zero-shot" in steps
     assert champion(arts, _setting(ov)).id == run_dir.name and man["promotion"]["check"]["passed"]
+    # Issue 26: every decision's data files are in the manifest with sha256, and none is a test split.
+    from bellm.splits import is_test_split
+
+    decisions = json.loads((run_dir / "manifest.json").read_text())["decisions"]
+    assert {"gates", "export_variant_gate", "promotion"} <= set(decisions), decisions
+    read = {f: sha for d in decisions.values() for f, sha in d["data_sha256"].items()}
+    assert {"data/sts/stsb/dev.tsv", "data/sts/sickr/dev.tsv"} <= set(read), read
+    assert all(len(sha) == 64 for sha in read.values()) and not [f for f in read if is_test_split(f)], read
+    assert set(decisions["export_variant_gate"]["data_sha256"]) == set(decisions["gates"]["data_sha256"])
+    assert any(is_test_split(f) for f in metrics["trained"]["data_sha256"])  # the report did read test splits
 
     # Same inputs again: training and evaluation are cache hits (by task state), a new run is registered.
     state2 = train_eval_export(profile="quick", overrides=ov, return_state=True)

@@ -38,6 +38,35 @@ def test_comparison_rows() -> None:
     assert rows[2]["all-MiniLM-L6-v2"] == 78.87
 
 
+def test_the_unseen_domain_average_is_reported_beside_the_in_domain_tasks() -> None:
+    """STS12-16 (domains the recipe never trains on) get their own average row next to the 7-task avg, in the
+    table the flow's report, its Prefect artifact and `bellm eval` print (issue 26)."""
+    full = dict(sts12=60.0, sts13=70.0, sts14=65.0, sts15=75.0, sts16=80.0, stsb=85.0, sickr=79.0)
+    trained = result(73.43, **full)
+    champ = result(70.0, **{t: v - 1.0 for t, v in full.items()})
+    rows = comparison_rows(trained, None, champ, minilm_reference_result())
+    assert [r["task"] for r in rows][-3:] == ["SICK-R", "avg", "STS12-16 avg (unseen domains)"]
+    unseen = rows[-1]
+    assert unseen["this run"] == 70.0 and unseen["champion"] == 69.0 and unseen["vs champion"] == 1.0
+    assert unseen["all-MiniLM-L6-v2"] == 78.59  # the reference's STS12-16 mean (issue 26's table)
+    md = report_markdown(trained, champion=champ)
+    assert "| **STS12-16 avg (unseen domains)** | 70.00 | 69.00 | +1.00 |" in md and "unseen-domain proxy" in md
+    assert [r["task"] for r in comparison_rows(TRAINED)] == ["STS-B", "SICK-R", "avg"]  # no STS12-16: no row
+
+
+def test_the_report_shows_the_dev_numbers_that_decided(tmp_path: Path) -> None:
+    gate = {"suite": "dev", "avg": 80.0, "max_pairs": None,
+            "tasks": {"stsb_dev": {"spearman": 85.0}, "sickr_dev": {"spearman": 75.0}},
+            "data_sha256": {"data/sts/stsb/dev.tsv": "ab" * 32, "data/sts/sickr/dev.tsv": "cd" * 32}}
+    champ = dict(CHAMP, tasks={**CHAMP["tasks"], "stsb_dev": {"spearman": 84.0}})  # an old champion: no sickr_dev
+    write_report(tmp_path, TRAINED, champion=champ, extra={"gate": gate})
+    md = (tmp_path / "report.md").read_text()
+    assert "## Decided on (dev splits)" in md
+    assert "| STS-B dev | 85.00 | 84.00 |" in md and "| SICK-R dev | 75.00 | – |" in md
+    assert "| **dev avg** | 80.00 | – |" in md and "`data/sts/sickr/dev.tsv`" in md
+    assert json.loads((tmp_path / "metrics.json").read_text())["gate"] == gate
+
+
 def test_markdown_table_drops_empty_columns() -> None:
     table = markdown_table(comparison_rows(TRAINED))
     header = table.splitlines()[0]

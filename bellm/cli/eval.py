@@ -14,8 +14,9 @@ from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.errors import InputError
 
 SUITE_HELP = (
-    "what to evaluate on: 'gate' (STS-B dev, fast), 'full' (STS12-16, STS-B test, SICK-R test), a task key "
-    "(sts12..sts16, stsb, sickr, stsb_dev), or scored-pair files (.tsv/.csv/.jsonl with score, sentence1, "
+    "what to evaluate on: 'gate' (STS-B dev, fast), 'dev' (STS-B dev + SICK-R trial: what the flow decides on), "
+    "'full' (STS12-16, STS-B test, SICK-R test: reported, never deciding), a task key "
+    "(sts12..sts16, stsb, sickr, stsb_dev, sickr_dev), or scored-pair files (.tsv/.csv/.jsonl with score, sentence1, "
     "sentence2); repeat --suite for several"
 )
 

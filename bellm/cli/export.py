@@ -38,13 +38,14 @@ def export(
     opset: int = typer.Option(_X.opset,
                               help=ExportConfig.model_fields["opset"].description),
     sts_gate: bool = typer.Option(
-        True, help="publish a variant only if its STS-B test Spearman is within --max-drop of fp32"
+        True, help="publish a variant only if its STS Spearman on the dev splits (STS-B dev + SICK-R trial) is within "
+        "--max-drop of fp32"
     ),
     sts_max_pairs: int | None = typer.Option(
-        None, help="score the STS gate on the first N STS-B test pairs (smoke runs)"
+        None, help="score the STS gate on the first N pairs of each dev task (smoke runs)"
     ),
-    max_drop: float = typer.Option(_X.max_spearman_drop, help="max STS-B Spearman points a variant may lose against "
-                                   "fp32"),
+    max_drop: float = typer.Option(_X.max_spearman_drop, help="max STS Spearman points (dev) a variant may lose "
+                                   "against fp32"),
     overwrite: bool = typer.Option(
         False, help="replace OUTPUT even if it holds files that are not a previous bellm export"
     ),

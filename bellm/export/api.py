@@ -11,7 +11,7 @@ Layout (each variant directory is self-contained: a consumer needs only onnxrunt
 
 Everything is built in a temporary directory next to OUTPUT and renamed over it only when the fp32 graph
 check, parity gate and batch-invariance gate pass (`bellm.io.atomic_path`): a failure publishes nothing. A
-variant that fails its own gate (fidelity, batch/padding invariance, graph check, STS-B Spearman) is left out
+variant that fails its own gate (fidelity, batch/padding invariance, graph check, STS Spearman on dev) is left out
 and recorded in export.json.
 """
 
@@ -31,7 +31,7 @@ import onnxruntime as ort
 import torch
 
 from bellm import __version__
-from bellm.config import ExportConfig
+from bellm.config import EvalConfig, ExportConfig
 from bellm.contract import ATTENTION_OPS, MIN_OPSET, VARIANTS, export_descriptor, write_descriptor
 from bellm.encoder import Encoder
 from bellm.errors import InputError
@@ -44,7 +44,7 @@ from bellm.export.parity import (
     ScoreFn,
     run_parity,
     spearman_gate,
-    stsb_scorer,
+    suite_scorer,
 )
 from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
 from bellm.export.st_package import write_sentence_transformers
@@ -52,14 +52,16 @@ from bellm.export.trace import PAD_VISIBILITY, quiet_exporter, trace
 from bellm.export.variants import EXTERNAL_DATA_BYTES, quantize_int8
 from bellm.io import atomic_path, sha256_file, write_json_atomic
 from bellm.runtime import OnnxEncoder, read_contract
+from bellm.sts import suite_name
 from bellm.tokenize import pad_batch
 
 log = logging.getLogger(__name__)
 _DEFAULTS = ExportConfig()  # defaults are written once, in bellm.config
+DECISION_SUITE = EvalConfig().gate_suite  # the variant gate's data: the decision set (dev splits), one home
 
 FP32_MIN_COSINE, FP32_MAX_ABS = 0.99999, 1e-4
 FP16_MIN_COSINE = 0.999
-INT8_MIN_COSINE = 0.995  # every parity sentence, every batch layout; the STS-B gate bounds the ranking loss
+INT8_MIN_COSINE = 0.995  # every parity sentence, every batch layout; the STS gate bounds the ranking loss
 INVARIANCE_SENTENCES = 17  # the first 17 parity sentences: 4 to 40 tokens, so every batch pads
 
 
@@ -245,8 +247,8 @@ def _sts_gate(root: Path, results: dict[str, VariantResult], score_fn: ScoreFn, 
     for name, g in spearman_gate(live, score_fn, max_drop).items():
         results[name].sts = {**g, "scored_on": scored_on}
         if not g["passed"]:
-            _fail(results[name], root / name, f"STS-B Spearman {g['spearman']:.2f} is {-g['delta']:.2f} points "
-                  f"below fp32 (max {max_drop})")
+            _fail(results[name], root / name, f"STS Spearman ({scored_on}) {g['spearman']:.2f} is "
+                  f"{-g['delta']:.2f} points below fp32 (max {max_drop})")
 
 
 def _summary(r: VariantResult) -> dict[str, Any]:
@@ -257,8 +259,8 @@ def _summary(r: VariantResult) -> dict[str, Any]:
         out["parity"] = {k: r.parity[k] for k in ("min_cosine", "mean_cosine", "max_abs_diff")}
     if r.invariance:
         out["invariance"] = {k: r.invariance[k] for k in ("max_abs_diff", "min_cosine", "sentences")}
-    if r.sts:
-        out["sts_b_test_spearman"] = r.sts
+    if r.sts:  # scored on the decision set (dev splits; `scored_on`), never a test split
+        out["sts_gate_score"] = r.sts
     if r.graph_check:
         out["graph_check"] = {"ok": r.graph_check["ok"], "k_found": r.graph_check["k_found"],
                               "empirical": r.graph_check["empirical"]}
@@ -279,7 +281,8 @@ def export_encoder(
 ) -> ExportResult:
     """Export, check, gate and atomically publish `encoder` to OUTPUT (see the module docstring).
 
-    `sts_gate`: True = STS-B test Spearman through `bellm.evaluation`, False = skip (recorded), or a
+    `sts_gate`: True = the average Spearman on the decision set (`DECISION_SUITE`, dev splits) through
+    `bellm.evaluation`, False = skip (recorded), or a
     callable(encoder-like) -> Spearman x100. Raises `ParityError` (`InvarianceError` is one) / `GraphCheckError`
     when fp32 fails, and `ExportDestinationError` (before any work) when OUTPUT holds other files and `overwrite`
     is False. `card_info` (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
@@ -297,9 +300,9 @@ def export_encoder(
         for name in wanted[1:]:
             results[name] = _build_variant(encoder, root, name, attention_op, opset, fp32)
         if sts_gate is not False:
-            scorer = stsb_scorer(sts_max_pairs) if sts_gate is True else sts_gate
-            scored_on = "custom scorer" if sts_gate is not True else (
-                "all STS-B test pairs" if sts_max_pairs is None else f"first {sts_max_pairs} STS-B test pairs")
+            scorer = suite_scorer(DECISION_SUITE, sts_max_pairs) if sts_gate is True else sts_gate
+            pairs = "all pairs" if sts_max_pairs is None else f"first {sts_max_pairs} pairs per task"
+            scored_on = "custom scorer" if sts_gate is not True else f"{suite_name(DECISION_SUITE)} ({pairs})"
             _sts_gate(root, results, scorer, max_spearman_drop, scored_on)
         elapsed = time.perf_counter() - start
         for r in results.values():
@@ -313,7 +316,9 @@ def export_encoder(
             "attention_op": attention_op,
             "opset": opset,
             "ir_version": read_contract(root / "fp32", verify_model=False).ir_version,
-            "sts_gate": "skipped" if sts_gate is False else {"max_drop": max_spearman_drop, "max_pairs": sts_max_pairs},
+            "sts_gate": "skipped" if sts_gate is False else {
+                "max_drop": max_spearman_drop, "max_pairs": sts_max_pairs,
+                "suite": suite_name(DECISION_SUITE) if sts_gate is True else "custom scorer"},
             "export_seconds": round(elapsed, 2),
             "encoder": encoder.describe(),
         }
@@ -336,8 +341,8 @@ def _card_lines(r: VariantResult) -> dict[str, str]:
         lines["batch/padding invariance"] = (f"max |diff| {r.invariance['max_abs_diff']:.1e} between a sentence alone "
                                              "and in batches (left/right padding, pad ids 0/7/31337, two orders)")
     if r.sts:
-        lines["STS-B test Spearman"] = (f"{r.sts['spearman']:.2f} (delta to fp32 {r.sts['delta']:+.2f}; "
-                                        f"{r.sts['scored_on']})")
+        lines["STS Spearman, dev (export gate)"] = (f"{r.sts['spearman']:.2f} (delta to fp32 {r.sts['delta']:+.2f}; "
+                                                    f"{r.sts['scored_on']})")
     return lines
 
 

@@ -3,8 +3,9 @@
 * `parity_gate`: ORT vs PyTorch on fixed sentences, batch sizes 1/3/17/32, both padding sides (padded with
   a non-zero id to prove the pad id is irrelevant). fp32 must reach cosine >= 0.99999, max |diff| <= 1e-4.
 * `fidelity`: a variant vs the fp32 export (cosine), for fp16 / int8.
-* `spearman_gate`: STS-B test Spearman of each variant within `max_drop` points of fp32, through a
-  scoring callback (default: `bellm.evaluation.evaluate` on the `stsb` task, via the ORT runtime).
+* `spearman_gate`: the average Spearman of each variant within `max_drop` points of fp32, through a
+  scoring callback (default: `bellm.evaluation.evaluate` on the decision set `eval.gate_suite`, dev splits
+  only, via the ORT runtime).
 """
 
 from __future__ import annotations
@@ -131,21 +132,22 @@ def run_parity(
     return report
 
 
-# ------------------------------------------------------------------------------------ STS-B gate
+# ------------------------------------------------------------------- STS gate (on the decision set)
 
 ScoreFn = Callable[[Any], float]  # encoder-like (.encode, .fingerprint) → Spearman x100
 
 
-def stsb_scorer(max_pairs: int | None = None, batch_size: int = 32) -> ScoreFn:
-    """STS-B test Spearman x100 through `bellm.evaluation.evaluate` (the evaluation code, uncached)."""
+def suite_scorer(suite: str | list[str], max_pairs: int | None = None, batch_size: int = 32,
+                 cache: bool = False) -> ScoreFn:
+    """The average Spearman x100 over `suite` (the decision set, development splits only: `bellm.splits`)
+    through `bellm.evaluation.evaluate` (the evaluation code; uncached unless `cache`)."""
 
     def score(encoder: Any) -> float:
         from bellm.evaluation import evaluate
 
-        result = evaluate(encoder, "stsb", max_pairs=max_pairs, batch_size=batch_size, cache=False)
-        value = result["tasks"]["stsb"]["spearman"]
+        value = evaluate(encoder, suite, max_pairs=max_pairs, batch_size=batch_size, cache=cache)["avg"]
         if value is None:
-            raise ValueError("STS-B Spearman is undefined (constant predictions?)")
+            raise ValueError(f"the Spearman on {suite} is undefined (constant predictions?)")
         return float(value)
 
     return score
