@@ -207,7 +207,7 @@ class TrainConfig(Section):
 
 class GateConfig(Section):
     min_task: dict[str, float] = Field(default_factory=dict, description="minimum Spearman x100 per task")
-    min_avg: float | None = None
+    min_avg: float | None = Field(None, description="minimum average Spearman x100")
     max_regression: float | None = Field(None, ge=0, description="max drop in avg vs the champion (points)")
     max_task_regression: float | None = Field(
         None, ge=0, description="max drop of any single task vs the champion (points)"

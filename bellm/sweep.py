@@ -5,10 +5,8 @@ dev-set curve (STS-B dev Spearman every `eval_every` steps, the best step kept),
 is scored once more on each selection set (STS-B dev, SICK-R dev). Test splits are refused here: they
 are for reporting a finished recipe (`bellm eval`, or the flow's report), never for choosing one.
 
-Trials run through the one trial engine (`bellm.trial`): a trial's training is the training directory of its
-configuration, shared with `bellm run` and the ablation (trained once, whichever asked first; a half-trained one
-resumes from its checkpoints), and its scored result (``result.json``, keyed by `bellm.keys.trial_key`) is never
-recomputed.
+Trials run through the one trial engine (`bellm.trial`: trained once per configuration, shared with `bellm run`
+and the ablation); a scored trial (``result.json``, keyed by `bellm.keys.trial_key`) is never recomputed.
 Pure functions for the table and plot; `run_trial` is the only one with side effects.
 """
 
@@ -91,28 +89,22 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
     return cfg
 
 
-def _inputs(cfg: RunConfig) -> tuple[dict[str, str], str]:
-    """(data hashes, base model hash) of a trial: the data read again each time (cheap, and an edited file is a
-    new trial), the model's files hashed once per process (the report re-keys every trial after each one)."""
-    from bellm.trial import prepare_data
-
-    return prepare_data(cfg)["sha256"], _base_sha256(cfg.model.source)
-
-
 @functools.cache
-def _base_sha256(source: str) -> str:
+def _base_sha256(source: str) -> str:  # once per process: the report re-keys every trial after each one
     from bellm.models import resolve_source
 
     return resolve_source(source, convert=False).sha256
 
 
-def trial_key(spec: SweepSpec, cfg: RunConfig) -> str:
-    """`bellm.keys.trial_key` of a trial: its training (shared with `bellm run` and the ablation: the same
-    configuration is one training directory) and the selection sets it is scored on."""
+def trial_key(spec: SweepSpec, cfg: RunConfig, data_sha256: dict[str, str] | None = None) -> str:
+    """`bellm.keys.trial_key`: the trial's training (one directory per configuration, shared with `bellm run` and
+    the ablation) and the selection sets it is scored on (its data is read again: an edited file is a new trial)."""
     from bellm.keys import trial_key as key
+    from bellm.trial import prepare_data
 
-    data, base = _inputs(cfg)
-    return key(cfg, [[p] for p in (spec.dev, *spec.extra_dev)], True, spec.final_max_pairs, data, base)
+    data = data_sha256 or prepare_data(cfg)["sha256"]
+    return key(cfg, [[p] for p in (spec.dev, *spec.extra_dev)], True, spec.final_max_pairs, data,
+               _base_sha256(cfg.model.source))
 
 
 def trials_root() -> Path:
@@ -158,11 +150,11 @@ def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> 
     from bellm import trial
 
     cfg = trial_config(spec, name)
-    out = trial_dir(root, spec, name)
+    data = trial.prepare_data(cfg)["sha256"]
+    out = root / f"{name}-{trial_key(spec, cfg, data)}"
     sets = [spec.dev, *spec.extra_dev]
-    data, base = _inputs(cfg)
-    res = trial.run_trial(cfg, [[p] for p in sets], max_pairs=spec.final_max_pairs, data_sha256=data, base=base,
-                          prefix_cache_gb=spec.prefix_cache_gb, progress=progress)
+    res = trial.run_trial(cfg, [[p] for p in sets], max_pairs=spec.final_max_pairs, data_sha256=data,
+                          base=_base_sha256(cfg.model.source), prefix_cache_gb=spec.prefix_cache_gb, progress=progress)
     curve = learning_curve(Path(res.train["log"]))
     result = {
         "name": name,

@@ -1,18 +1,15 @@
-"""The one trial engine: a configuration → trained (or reused) adapter, or the untrained encoder → loaded →
-evaluated on the given suites.
+"""The one trial engine: configuration → trained once (or reused) or untrained → loaded → evaluated.
 
-`bellm sweep`, the ablation and the main flow's train step all train through `train_cached`, keyed by
-`bellm.keys.train_key` into `$BELLM_HOME/train/<key>/`: the same configuration is trained once, whichever
-command asked first, and a half-trained one resumes from its checkpoints. Sweep and ablation are two ways of
-listing trials (`bellm.sweep.trial_config`, `bellm.ablation.grid`) and tabulating `run_trial`'s results.
-"""
+`bellm sweep`, the ablation and the main flow's train step all train through `train_cached` into
+`$BELLM_HOME/train/<bellm.keys.train_key>/`: one configuration is trained once, whichever command asked first (a
+half-trained one resumes). Sweep and ablation only list trials and tabulate `run_trial`'s results."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +22,8 @@ TRAINED = "trained.json"  # in a training directory: what `train_cached` returns
 
 
 def prepare_data(cfg: RunConfig) -> dict[str, Any]:
-    """Read and validate the training and dev files; {"sha256": {file: sha256}, "rows": {file: rows}}.
-
-    A bad file fails here, naming file, line and reason, before any model is loaded. Paths are portable
-    (repo-relative): the map enters the training key, which must not depend on the checkout.
-    """
+    """Read and validate the training and dev files (a bad one fails here, naming file, line and reason, before
+    any model loads); {"sha256": {portable path: sha256}, "rows": {portable path: rows}}."""
     from bellm.data import load_pairs, load_triplets
 
     if not cfg.data.train_pairs and not cfg.data.train_triplets:
@@ -54,11 +48,8 @@ def is_trained(out: Path) -> bool:
 
 def train_cached(cfg: RunConfig, data_sha256: Mapping[str, str] | None = None, base: str | None = None,
                  progress: bool = True) -> dict[str, Any]:
-    """Train `cfg` into its one training directory, or return what the finished training there recorded.
-
-    A half-trained directory resumes from its checkpoints; another process training the same key holds the
-    directory's lock: wait, then resume its result. `data_sha256`/`base`: already computed by the caller.
-    """
+    """Train `cfg` into its one training directory (resuming; waiting while another process trains it), or
+    return what the finished training there recorded. `data_sha256`/`base`: hashes the caller already has."""
     data = prepare_data(cfg)["sha256"] if data_sha256 is None else data_sha256
     out = train_dir(cfg, data, base or base_sha256(cfg))
     if is_trained(out):
@@ -104,12 +95,12 @@ def load_for_eval(encoder: EncoderConfig | Path | str, adapter: str | None = Non
 
 @dataclass
 class TrialResult:
-    """One trial: its training record (empty when untrained), one evaluation result and per-pair scores per
-    suite (in the order asked), and the share of frozen-prefix states served from the process's cache."""
+    """The training record (empty: untrained), per suite (in order) the result and per-pair scores, and the
+    share of the training's frozen-prefix states that came from the process's cache."""
 
     train: dict[str, Any]
     results: list[dict[str, Any]]
-    scores: list[dict[str, Any]] = field(repr=False)
+    scores: list[dict[str, Any]]
     prefix_hit_share: float | None = None
 
 
@@ -117,10 +108,7 @@ def run_trial(cfg: RunConfig, suites: Sequence[str | Sequence[str]], *, trained:
               max_pairs: int | None = None, data_sha256: Mapping[str, str] | None = None, base: str | None = None,
               prefix_cache_gb: float = 0.0, progress: bool = True) -> TrialResult:
     """Train (or reuse) `cfg`'s adapter, or take the untrained encoder, and evaluate it on each suite.
-
-    `prefix_cache_gb` > 0 turns on the process's frozen-prefix cache (`bellm.frozen_prefix`): its stores outlive this
-    trial, so the next trial of the same base model reuses them (the numbers are the same either way).
-    """
+    `prefix_cache_gb` > 0: the process's frozen-prefix cache, which the next trial of the base model reuses."""
     from bellm import frozen_prefix
     from bellm.evaluation import evaluate_with_scores
 
@@ -141,8 +129,7 @@ def run_trial(cfg: RunConfig, suites: Sequence[str | Sequence[str]], *, trained:
 
 
 def prefix_share(before: Mapping[str, int], after: Mapping[str, int]) -> float | None:
-    """The share of sentences whose frozen-prefix states came from the cache (None: cache off or unused).
-    Training seconds compare only between trials with similar shares: the first trial of a process fills the
-    cache and pays for the frozen layers, later ones mostly do not."""
+    """The share of sentences whose frozen-prefix states came from the cache (None: off or unused): training
+    seconds compare only between trials with similar shares (the process's first trial fills the cache)."""
     hits, misses = (max(0, after[k] - before[k]) for k in ("hits", "misses"))
     return round(hits / (hits + misses), 3) if hits + misses else None

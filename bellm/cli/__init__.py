@@ -48,18 +48,15 @@ def _register() -> None:
 
 
 def command_plugins() -> list[str]:
-    """Modules that add commands from outside the library (`bellm run` and `bellm ablate` live with the Prefect
-    flows, in `bellm_app`): the `bellm.commands` entry points of the installed distribution, and, run from a
-    source checkout, those its pyproject.toml declares (so a checkout on PYTHONPATH needs no reinstall)."""
+    """Modules adding commands from outside the library (`run`, `ablate`: with the flows, in `bellm_app`): the
+    `bellm.commands` entry points installed, and those of the checkout's pyproject.toml (no reinstall needed)."""
+    import tomllib
     from importlib.metadata import entry_points
 
     from bellm.paths import REPO_ROOT
 
     found = {ep.value for ep in entry_points(group=PLUGIN_GROUP)}
-    pyproject = REPO_ROOT / "pyproject.toml"
-    if pyproject.is_file() and (REPO_ROOT / "bellm" / "__init__.py").is_file():
-        import tomllib
-
+    if (pyproject := REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "bellm").is_dir():
         declared = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("entry-points", {})
         found |= set(declared.get(PLUGIN_GROUP, {}).values())
     return sorted(found)
