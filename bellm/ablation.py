@@ -87,14 +87,9 @@ def grid(cfg: AblationConfig) -> list[Trial]:
 
 def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig:
     """The base config with this trial's k, pooling and the sweep's step budget (same for all trials)."""
-    return base.model_copy(
-        update={
-            "encoder": base.encoder.model_copy(update={"bidirectional_layers": k, "pooling": pooling}),
-            "train": base.train.model_copy(
-                update={"max_steps": steps, "warmup_steps": min(base.train.warmup_steps, steps)}
-            ),
-        }
-    )
+    enc = base.encoder.model_copy(update={"bidirectional_layers": k, "pooling": pooling})
+    train = base.train.model_copy(update={"max_steps": steps, "warmup_steps": min(base.train.warmup_steps, steps)})
+    return base.model_copy(update={"encoder": enc, "train": train})
 
 
 def _spearman(pred: np.ndarray, gold: np.ndarray) -> float:

@@ -28,7 +28,7 @@ from bellm.errors import InputError
 from bellm.io import read_json_object, sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR, bellm_home, portable_path
 from bellm.profiles import build_config
-from bellm.splits import is_test_split, refuse_test_splits
+from bellm.splits import refuse_test_splits
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,7 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
     over = {**spec.base, **spec.trials[name], "train.eval_every": spec.eval_every, "data.dev_pairs": spec.dev,
             "train.select_best": True}
     cfg = build_config(spec.profile, over)
-    for path in cfg.data.train_pairs + cfg.data.train_triplets:
-        if is_test_split(path):
-            raise InputError(f"trial {name}: trains on test split {path}")
+    refuse_test_splits(cfg.data.train_pairs + cfg.data.train_triplets, f"trial {name}'s training data")
     return cfg
 
 

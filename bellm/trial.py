@@ -35,13 +35,6 @@ def prepare_data(cfg: RunConfig) -> dict[str, Any]:
             "rows": {portable_path(s): len(d) for s, d in loaded}}
 
 
-def base_sha256(cfg: RunConfig) -> str:
-    """The base model's content hash (it keys every cache downstream)."""
-    from bellm.models import resolve_source
-
-    return resolve_source(cfg.model.source).sha256
-
-
 def is_trained(out: Path) -> bool:
     return (out / "adapter" / "adapter_config.json").is_file() and (out / TRAINED).is_file()
 
@@ -51,7 +44,11 @@ def train_cached(cfg: RunConfig, data_sha256: Mapping[str, str] | None = None, b
     """Train `cfg` into its one training directory (resuming; waiting while another process trains it), or
     return what the finished training there recorded. `data_sha256`/`base`: hashes the caller already has."""
     data = prepare_data(cfg)["sha256"] if data_sha256 is None else data_sha256
-    out = train_dir(cfg, data, base or base_sha256(cfg))
+    if base is None:
+        from bellm.models import resolve_source
+
+        base = resolve_source(cfg.model.source).sha256
+    out = train_dir(cfg, data, base)
     if is_trained(out):
         return json.loads((out / TRAINED).read_text(encoding="utf-8"))
     from bellm.io import sha256_dir

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bellm.sweep import SweepSpec, is_test_split, learning_curve, table_rows, to_csv, to_markdown, trial_config
+from bellm.splits import is_test_split
+from bellm.sweep import SweepSpec, learning_curve, table_rows, to_csv, to_markdown, trial_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -171,9 +172,10 @@ def test_a_sweep_trial_and_the_flows_train_step_share_one_training(tiny_model_di
     under $BELLM_HOME/sweeps/ and the flow's train step under $BELLM_HOME/train/, so both trained it."""
     import bellm.training.loop
     import bellm_app.tasks.train as tr
+    from bellm.models import resolve_source
     from bellm.profiles import build_config
     from bellm.sweep import run_trial, trials_root
-    from bellm.trial import base_sha256, prepare_data
+    from bellm.trial import prepare_data
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
     base = {"model.source": str(tiny_model_dir), "data.max_train_pairs": 16, "data.max_train_triplets": 16,
@@ -185,7 +187,7 @@ def test_a_sweep_trial_and_the_flows_train_step_share_one_training(tiny_model_di
     cfg = build_config("smoke", {**base, "train.eval_every": 1, "data.dev_pairs": spec.dev, "train.select_best": True,
                                  "train.progress": False, "train.num_threads": 1})
     monkeypatch.setattr(bellm.training.loop, "train", lambda *a, **k: pytest.fail("trained twice"))
-    data, model = prepare_data(cfg)["sha256"], base_sha256(cfg)
+    data, model = prepare_data(cfg)["sha256"], resolve_source(cfg.model.source).sha256
     flow = tr.train_adapter.fn(cfg, data, model)
     assert flow["adapter_dir"] == swept["adapter"] and flow["steps"] == swept["steps"] == 2
     assert tr._cache_key(None, {"cfg": cfg, "data_sha256": data, "base_sha256": model}) == \
