@@ -29,7 +29,8 @@ test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The fast lane while changing code: the library, the runtime and the server, without the real model, a Prefect
-# server, a process group (torchrun, Dask, a venv) or an ONNX export (README: "Tests"). `make test` is what CI runs.
+# server, other processes (torchrun, Dask, a killed training, a venv) or an ONNX export (README: "Tests").
+# `make test` is what CI runs.
 FAST := not slow and not processes and not app and not export
 
 test-fast: setup

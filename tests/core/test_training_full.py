@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from tests.test_training import tiny_cfg
+from tests.core.test_training import tiny_cfg
 
 TEXTS = ["A man is playing a guitar.", "Two dogs run in the park.", "A man is playing a guitar."]
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from bellm.splits import is_test_split
 from bellm.sweep import SweepSpec, learning_curve, table_rows, to_csv, to_markdown, trial_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_test_splits_are_refused_for_selection_and_training() -> None:
@@ -57,6 +57,7 @@ def test_learning_curve_and_table(tmp_path: Path) -> None:
     assert "a\\|b" in to_markdown([{"trial": "a|b"}])  # a pipe in a cell does not split the table
 
 
+@pytest.mark.processes  # kills and restarts a `bellm sweep` process
 def test_sweep_resumes_after_kill_without_recomputing(tiny_model_dir: Path, tmp_path: Path) -> None:
     spec = {
         "profile": "smoke",

@@ -25,7 +25,7 @@ from bellm.ablation import (
     to_markdown,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_grid_needs_baseline() -> None:

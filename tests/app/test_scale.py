@@ -17,7 +17,7 @@ import pytest
 from bellm.isolation import trial_scope, worker_identity
 from bellm_app.flows.runners import Runner, usable_cores
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_runner_validates_its_arguments() -> None:
