@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from bellm.contract import ATTENTION_OPS, MIN_OPSET, POOLINGS, VARIANTS, AdapterDescriptor
 from bellm.errors import InputError
@@ -22,12 +23,30 @@ from bellm.prompts import DEFAULT_PROMPT, resolve_prompt
 from bellm.splits import refuse_test_splits
 
 
+def _number_kinds(annotation: Any) -> set[type]:
+    """Which of bool, int, float a field's annotation accepts (through Optional, unions, Annotated)."""
+    if annotation in (bool, int, float):
+        return {annotation}
+    return set().union(*(_number_kinds(a) for a in get_args(annotation))) if get_args(annotation) else set()
+
+
 class Section(BaseModel):
     """A config section: unknown keys, assignments of the wrong type and non-finite numbers are errors. Every
     section type (here, `bellm.serve.config.ServeConfig`) derives from it."""
 
     # allow_inf_nan=False: `--set train.lr=Infinity` (or NaN) is rejected here, not trained into a NaN adapter.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Numbers are numbers: `--set train.lr=true` used to become 1.0, and `max_steps=1e18` an integer."""
+        kinds = _number_kinds(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, bool) and kinds and bool not in kinds:
+            raise ValueError(f"must be a number, got {json.dumps(value)}")
+        if isinstance(value, float) and int in kinds and float not in kinds:
+            raise ValueError(f"must be an integer, got {value!r}")
+        return value
 
 
 SOURCE_HELP = "embedded name, local HF dir, .gguf file, or hub id"

@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -58,8 +59,11 @@ TRUNCATION = (
     "Let prefix and suffix be the prompt before and after {text}, and offsets Unicode code-point offsets into "
     "the prompted string. Encode prefix+text+suffix (no extra special tokens beyond what tokenizer.json adds). "
     "If it has at most max_length tokens, use it. Otherwise let [c0,c1) be the text's characters and cuts the "
-    "sorted distinct token end offsets e with c0<e<c1; start with m = len(cuts)+1-(tokens-max_length) and, "
-    "while prefix + text[:cuts[m-1]-c0] + suffix encodes to more than max_length tokens, decrease m; encode "
+    "sorted distinct token end offsets e with c0<e<c1; start with m = len(cuts)+1-(tokens-max_length); if that "
+    "is below 1 and cuts is not empty (several tokens can end at one character, as in byte-level BPE), start "
+    "instead with the largest m>=1 for which at least tokens-max_length-1 token end offsets e satisfy "
+    "cuts[m-1]<e<c1, or m=1 if none does. Then, while prefix + text[:cuts[m-1]-c0] + suffix encodes to more "
+    "than max_length tokens, decrease m; encode "
     "that string and use its ids. m<1 means the prompt does not fit. The prompt is never cut: every prompt "
     "character is present, and tokens are those of a normal encoding of the shortened prompted text."
 )
@@ -273,6 +277,10 @@ def read_export_descriptor(
             f = directory / getattr(desc, name)
             if not f.is_file():
                 raise DescriptorError(path, f"{getattr(desc, name)!r} is missing from {directory}", name)
+            _really_inside(path, name, f)
+        model = desc.model_path(directory)
+        for f in model.parent.glob(f"{glob_escape(model.name)}?*"):  # external weights (model.onnx.data) too
+            _really_inside(path, "model_file", f)
     if verify_model:
         if desc.model_sha256 is None:
             raise DescriptorError(path, "missing, so the model cannot be verified (pass verify_model=False to skip)",
@@ -311,6 +319,15 @@ def _inside(path: Path, name: str, value: str) -> None:
     p = PurePosixPath(value.replace("\\", "/"))
     if not value or p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", value) or value.startswith("~"):
         raise DescriptorError(path, f"{value!r} must be a plain file name inside the export directory", name)
+
+
+def _really_inside(path: Path, name: str, f: Path) -> None:
+    """`_inside` checks names; this checks the real file: no symbolic link (of the file or of a directory on
+    the way) may lead out of the descriptor's directory."""
+    real, root = f.resolve(), path.parent.resolve()
+    if not real.is_relative_to(root):
+        raise DescriptorError(path, f"{f.name!r} leads outside the export directory (to {real}) through a symbolic "
+                              "link", name)
 
 
 # (field, type, required) per kind; optional fields may also be null.

@@ -210,9 +210,7 @@ def load_encoder(
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
         raise InputError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
     if adapter is not None:
-        from peft import PeftModel
-
-        peft_model = PeftModel.from_pretrained(decoder, str(adapter))
+        peft_model = _load_lora(decoder, Path(adapter))
         frozen = first_adapted_layer(unwrap_decoder(peft_model).layers)  # where the merge will change weights
         decoder = peft_model.merge_and_unload()
         adapter_sha = sha256_dir(adapter)
@@ -223,7 +221,37 @@ def load_encoder(
     enc = Encoder(module, hf_backend_tokenizer(res.path), cfg.prompt, cfg.max_length, res, adapter_sha, cfg)
     enc.precision = (choose_precision(enc, "auto") if auto
                      else {"dtype": enc.dtype, "reason": "default" if dtype is None else "requested"})
+    if adapter is not None:
+        check_adapter_shape(adapter, enc.num_layers, enc.dim)
     return enc
+
+
+def check_adapter_shape(adapter: str | Path, num_layers: int, dim: int) -> None:
+    """The adapter's `bellm.json` must describe the model it is applied to: same layer count (after
+    keep_layers) and embedding size. A descriptor that says otherwise was edited or belongs to another model."""
+    desc = read_adapter_descriptor(adapter)
+    wrong = [f"{name} {said} (the model has {has})" for name, said, has in
+             (("num_layers", desc.num_layers, num_layers), ("dim", desc.dim, dim)) if said != has]
+    if wrong:
+        raise AdapterMismatchError(f"{adapter}: its bellm.json says {'; '.join(wrong)}")
+
+
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what PEFT saves
+
+
+def _load_lora(decoder: torch.nn.Module, adapter: Path):  # noqa: ANN202 - a peft.PeftModel
+    """PEFT's model over `decoder` with the adapter's weights. Missing, unreadable or mis-shaped weights (an
+    `adapter_config.json` that contradicts them) are the user's files, so an `InputError` naming them."""
+    from peft import PeftModel
+
+    if not any((adapter / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise InputError(f"{adapter}: no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+    try:
+        return PeftModel.from_pretrained(decoder, str(adapter))
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and PEFT raise many types for one bad file
+        reason = " ".join(str(e).split())[:400]
+        raise InputError(f"{adapter}: cannot load the adapter weights with its adapter_config.json "
+                         f"({type(e).__name__}: {reason})") from None
 
 
 class AdapterMismatchError(InputError):

@@ -62,7 +62,7 @@ def owner_dead(run_dir: Path, manifest: dict[str, Any], now: float | None = None
     owner = manifest.get("owner")
     now = time.time() if now is None else now
     if isinstance(owner, dict) and owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
-        pid = owner["pid"]
+        pid = owner["pid"]  # pid_alive: 0, negatives, bools and out-of-range numbers are no process
         if not pid_alive(pid):
             return f"its process {pid} on {owner['host']} is gone (killed?)"
         started = owner.get("started")

@@ -26,7 +26,8 @@ ENCODING_MODULES: tuple[str, ...] = (
 # depend on: they only present, serve, store or aggregate results. tests/core/test_provenance.py checks that
 # no fingerprinted module imports one of them.
 NON_NUMERIC: tuple[str, ...] = (
-    "ablation.py", "cli", "gates.py", "liveness.py", "registry.py", "report.py", "serve", "sweep.py",
+    "ablation.py", "cli", "gates.py", "liveness.py", "parentwatch.py", "registry.py", "report.py", "serve",
+    "sweep.py",
 )
 
 

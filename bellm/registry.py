@@ -224,10 +224,25 @@ def mark_dead_runs(root: str | os.PathLike[str] | None = None) -> list[tuple[Run
                 continue
             why = owner_dead(run.dir, man) if man.get("status") == "running" else None
             if why:
-                shutil.rmtree(run.dir / "onnx", ignore_errors=True)
+                _drop_onnx(run.dir)
                 update_manifest(run, status="interrupted", error=f"interrupted: {why}; marked on {now_iso()}")
                 marked.append((run, why))
     return marked
+
+
+def _drop_onnx(run_dir: Path) -> bool:
+    """Delete a run's ONNX export; a symbolic link is removed, never followed (what it points to is not the
+    run's), and nothing is deleted in a run directory that is itself a link. Whether one was deleted."""
+    onnx = run_dir / "onnx"
+    if run_dir.is_symlink():  # the run lives elsewhere: never delete through the link
+        return False
+    if onnx.is_symlink():
+        onnx.unlink()
+        return True
+    if onnx.exists():
+        shutil.rmtree(onnx)
+        return True
+    return False
 
 
 def gc(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
@@ -241,8 +256,7 @@ def gc(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
                 status = run.manifest.get("status")
             except RegistryError:
                 continue
-            if status in ("failed", "interrupted") and (run.dir / "onnx").exists():
-                shutil.rmtree(run.dir / "onnx")
+            if status in ("failed", "interrupted") and _drop_onnx(run.dir):
                 removed.append(str(run.dir / "onnx"))
     return {"interrupted": interrupted, "removed": removed}
 
@@ -250,11 +264,30 @@ def gc(root: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
 # ------------------------------------------------------------------------------------------- champion
 
 
+def _pointer_exists(p: Path) -> bool:
+    """Whether a champion pointer is there; something that is not a plain file is an error, never "no champion"
+    (promotion would otherwise replace, and so delete, a directory standing in its place)."""
+    if not os.path.lexists(p):
+        return False
+    if p.is_symlink() or not p.is_file():
+        raise RegistryError(f"{p} is not a plain file (a champion pointer holds one run id): move it away")
+    return True
+
+
+def other_champions(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Run ids of the champions of non-default settings (`champions/<setting key>`)."""
+    d = root_dir(root) / "champions"
+    if not d.is_dir():
+        return []
+    return sorted({p.read_text(encoding="utf-8", errors="replace").strip() for p in d.iterdir()
+                   if p.is_file() and not p.is_symlink() and not p.name.startswith(".")} - {""})
+
+
 def champion(root: str | os.PathLike[str] | None = None, setting: dict[str, Any] | None = None) -> Run | None:
     """The champion run of `setting` (default: the default setting's `champion` file), or None.
     A pointer naming a missing or malformed run is a `RegistryError`, never "no champion"."""
     p = _pointer(root_dir(root), setting)
-    if not p.is_file():
+    if not _pointer_exists(p):
         return None
     run_id = p.read_text(encoding="utf-8", errors="replace").strip()
     if not run_id:
@@ -354,7 +387,9 @@ def promote(
             against = None if current is None or current.id == run_id else champion_result(root, setting)
             record.update(previous=current.id if current else None,
                           check=_promotion_check(run, manifest, against))
-        write_text_atomic(_pointer(root_dir(root), setting), run_id + "\n")
+        pointer = _pointer(root_dir(root), setting)
+        _pointer_exists(pointer)  # --force reads no champion: still never replace a directory
+        write_text_atomic(pointer, run_id + "\n")
         decided = {} if force else {"decisions": {"promotion": _decision_files(run)}}
         update_manifest(run, promotion=record, **decided)
     return run

@@ -13,6 +13,7 @@ closing quote).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,12 +44,18 @@ def encode_one(tok: Tokenizer, template: str, text: str, max_length: int) -> Enc
     1. encode P = prefix + text + suffix; if it has <= max_length tokens, use it;
     2. cut points: the distinct end offsets e of its tokens with c0 < e < c1, where [c0, c1) are the
        text's characters; keeping m text tokens means cutting the text at the m-th cut point;
-    3. start with m = (number of cut points + 1) - (tokens - max_length), and while
-       prefix + text[:cut_m - c0] + suffix encodes to more than max_length tokens, decrease m;
-    4. m < 1 is an error (the prompt alone does not fit with one token of text).
+    3. start with m = (number of cut points + 1) - (tokens - max_length); if that is below 1 (byte-level BPE:
+       several tokens end at one character, so there are fewer cut points than tokens), start instead with the
+       largest m >= 1 that leaves at least tokens - max_length - 1 token ends e with cut_m < e < c1 (m = 1 if
+       none does); then, while prefix + text[:cut_m - c0] + suffix encodes to more than max_length tokens,
+       decrease m;
+    4. m < 1 is an error (the prompt alone does not fit with one cut point of text).
+    The fallback start only applies where the first start was below 1, which used to raise: every input that
+    encoded before encodes to the same ids.
     """
     if not isinstance(text, str):
         raise TypeError(f"expected a str, got {type(text).__name__}")
+    check_unicode(text)
     prefix, suffix = split_template(template)
     enc = tok.encode(prefix + text + suffix)
     c0, c1 = len(prefix), len(prefix) + len(text)
@@ -57,6 +64,8 @@ def encode_one(tok: Tokenizer, template: str, text: str, max_length: int) -> Enc
         return Encoded(list(enc.ids), _span(enc.offsets, c0, c1, n), False)
     cuts = sorted({b for _, b in enc.offsets if c0 < b < c1})
     m = len(cuts) + 1 - (n - max_length)
+    if m < 1 and cuts:
+        m = _start_by_tokens(enc.offsets, cuts, c1, n - max_length - 1)
     while m >= 1:
         cut = text[: cuts[m - 1] - c0]
         short = tok.encode(prefix + cut + suffix)
@@ -69,6 +78,24 @@ def encode_one(tok: Tokenizer, template: str, text: str, max_length: int) -> Enc
         f"max_length={max_length} is too short for the prompt: it takes {alone} tokens without any text, and at "
         "least one token of text must fit"
     )
+
+
+def _start_by_tokens(offsets: Sequence[tuple[int, int]], cuts: list[int], c1: int, drop: int) -> int:
+    """The largest m >= 1 leaving at least `drop` token ends in (cuts[m-1], c1), or 1 (rule step 3's fallback)."""
+    ends = sorted(b for _, b in offsets if cuts[0] < b < c1)  # token ends after the first cut point
+    for m in range(len(cuts), 0, -1):
+        if len(ends) - bisect_right(ends, cuts[m - 1]) >= drop:
+            return m
+    return 1
+
+
+def check_unicode(text: str) -> None:
+    """A lone surrogate (e.g. JSON `"\\ud800"`) has no UTF-8 form: refuse it as bad input, naming where it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"text is not valid Unicode: a lone surrogate {text[e.start]!r} at character {e.start}") \
+            from None
 
 
 def pad_batch(

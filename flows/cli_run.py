@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 from types import FrameType
@@ -27,6 +28,34 @@ def prefect_env() -> None:
     # Prefect's ephemeral server gets 20 s to start by default; a loaded 2-core machine needs more.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     exit_cleanly_on_sigterm()
+    ephemeral_server_dies_with_us()
+
+
+class _WatchedSubprocess:
+    """Prefect's server module's view of `subprocess`: `Popen` of `python -m uvicorn ...` becomes
+    `python -m bellm.parentwatch uvicorn ...` with the owner in its environment; the rest is `subprocess`."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(args: list[str], **kw: object) -> subprocess.Popen:  # noqa: N802 - subprocess's name
+        from bellm.parentwatch import owner_env
+
+        if list(args[1:3]) == ["-m", "uvicorn"]:
+            args = [args[0], "-m", "bellm.parentwatch", *args[2:]]
+            kw["env"] = {**(kw.get("env") or os.environ), **owner_env()}  # type: ignore[dict-item]
+        return subprocess.Popen(args, **kw)  # type: ignore[arg-type]
+
+
+def ephemeral_server_dies_with_us() -> None:
+    """Start Prefect's ephemeral API server under `bellm.parentwatch`, so a `kill -9` of this process takes
+    it down too (it used to stay, ≈ 230 MB and a port); `bellm runs gc` stops any that outlived their owner.
+    Prefect spawns it from `prefect.server.api.server` with `subprocess.Popen`: only that module is patched."""
+    import prefect.server.api.server as server
+
+    if hasattr(server, "SubprocessASGIServer") and getattr(server, "subprocess", None) is subprocess:
+        server.subprocess = _WatchedSubprocess()  # type: ignore[assignment]
 
 
 def _sigterm_exit(signum: int, _frame: FrameType | None) -> None:

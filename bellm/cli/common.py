@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import typer
 
@@ -17,6 +18,12 @@ DTYPE_HELP = (
 # Only bellm's own error types: a stray ValueError/FileNotFoundError from deep inside a library is a bug
 # and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (InputError, BusyError)
+
+
+def check_output_dir(path: Path | None, flag: str = "--output") -> None:
+    """An output directory must be a directory or not exist yet: refuse an existing file before any work."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise InputError(f"{flag} {path}: exists and is not a directory")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import DTYPE_HELP, user_errors
+from bellm.cli.common import DTYPE_HELP, check_output_dir, user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.config import GateConfig
 from bellm.errors import InputError
@@ -98,6 +98,9 @@ def eval_command(
       bellm eval --adapter runs/x/adapter --suite gate --min-task stsb_dev=75 --champion registry --max-regression 1\n
       bellm eval --baseline minilm --suite full
     """
+    from pydantic import ValidationError
+
+    from bellm.config import ConfigError
     from bellm.evaluation import evaluate_with_scores
     from bellm.gates import check_gates
     from bellm.profiles import build_config
@@ -106,7 +109,13 @@ def eval_command(
         gates = build_config(file=config).eval.gates if config else GateConfig()
         given = {"min_avg": min_avg, "max_regression": max_regression, "max_task_regression": max_task_regression,
                  "min_task": {**gates.min_task, **parse_min_task(min_task)} if min_task else None}
-        gates = GateConfig.model_validate({**gates.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+        given = {k: v for k, v in given.items() if v is not None}
+        check_output_dir(output)
+        try:
+            gates = GateConfig.model_validate({**gates.model_dump(), **given})
+        except ValidationError as e:  # e.g. --min-avg NaN
+            raise ConfigError("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
+                                        for err in e.errors())) from None
         champ = load_champion(champion) if champion else None
         if baseline not in (None, "minilm"):
             raise InputError(f"--baseline {baseline!r}: only 'minilm' is available")

@@ -111,16 +111,20 @@ def promote_cmd(
 @runs_app.command("gc")
 def gc_cmd(artifacts: Path | None = RootOpt) -> None:
     """Clean up after killed processes: mark dead `running` runs `interrupted`, delete temp directories of
-    interrupted writes (in the registry and in $BELLM_HOME), and delete the ONNX models of runs that failed or
-    were interrupted."""
+    interrupted writes (in the registry and in $BELLM_HOME), delete the ONNX models of runs that failed or
+    were interrupted, and stop ephemeral Prefect servers whose `bellm run` is gone."""
     from bellm.io import remove_leftovers
+    from bellm.parentwatch import legacy_ephemeral_server, stop_orphans
     from bellm.paths import bellm_home
     from bellm.registry import gc
 
     done = gc(artifacts)
     done["removed"] += [str(p) for p in remove_leftovers(bellm_home())]
+    done["stopped"] = [str(pid) for pid in stop_orphans(also=legacy_ephemeral_server)]
     for run_id in done["interrupted"]:
         typer.echo(f"marked interrupted: {run_id}")
+    for pid in done["stopped"]:
+        typer.echo(f"stopped orphaned server: pid {pid}")
     for path in done["removed"]:
         typer.echo(f"removed: {path}")
     if not any(done.values()):

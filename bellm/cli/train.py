@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import CONFIG, PROFILE, SET, user_errors
+from bellm.cli.common import CONFIG, PROFILE, SET, check_output_dir, user_errors
 
 
 def torchrun_command(nproc: int, config_file: Path, output: Path) -> list[str]:
@@ -40,6 +40,7 @@ def train_cmd(
     from bellm.training.distributed import launched_by_torchrun
 
     with user_errors():
+        check_output_dir(output)
         cfg = preflight(build_config(profile, set_, config), evaluate=False)
         if not progress:
             cfg.train.progress = False

@@ -285,9 +285,12 @@ def export_encoder(
     `bellm.evaluation`, False = skip (recorded), or a
     callable(encoder-like) -> Spearman x100. Raises `ParityError` (`InvarianceError` is one) / `GraphCheckError`
     when fp32 fails, and `ExportDestinationError` (before any work) when OUTPUT holds other files and `overwrite`
-    is False. `card_info` (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
+    is False. An OUTPUT that is a symbolic link is followed (the link stays). `card_info`
+    (`bellm.export.card.run_card_info`): the recipe, data and STS results for the model cards.
     """
     wanted = normalize_variants(variants)
+    if Path(output).is_symlink():  # publish into the link's target: a directory cannot be renamed over a link
+        output = Path(os.path.realpath(output))
     check_destination(output, overwrite)
     if opset < MIN_OPSET:
         raise InputError(f"opset must be >= {MIN_OPSET}: the fused Attention / RotaryEmbedding / RMSNormalization "

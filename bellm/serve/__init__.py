@@ -18,7 +18,7 @@ __all__ = ["ServeConfig", "build_app", "resolve_target", "run_server"]
 def resolve_target(target: str, variant: str | None = None,
                    artifacts: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
     """(variant directory, default model name) for an export directory, a run id, or `champion`."""
-    from bellm.registry import RegistryError, champion, get_run
+    from bellm.registry import RegistryError, champion, get_run, other_champions
     from bellm.runtime import ExportFormatError, resolve_export_dir
 
     p = Path(target).expanduser()
@@ -27,8 +27,15 @@ def resolve_target(target: str, variant: str | None = None,
         parts = [q.name for q in (d.parent, d) if q.name]
         return d, "/".join(parts)
     if target == "champion":
-        run = champion(artifacts)
+        try:
+            run = champion(artifacts)
+        except RegistryError as e:
+            raise ExportFormatError(str(e)) from None
         if run is None:
+            others = other_champions(artifacts)
+            if others:
+                raise ExportFormatError(f"no champion for the default setting; other settings' champions: "
+                                        f"{', '.join(others)} (serve one by its run id)")
             raise ExportFormatError("no champion yet (bellm runs list; bellm runs promote <id>)")
     else:
         try:
@@ -52,8 +59,12 @@ def build_app(path: str | os.PathLike[str], cfg: ServeConfig | None = None, mode
 
 
 def run_server(app, cfg: ServeConfig, log_level: str = "info") -> None:  # noqa: ANN001
-    """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish, drain the queue."""
+    """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish, drain the queue.
+    Connections must send their headers within `cfg.read_timeout_s`; at most `cfg.max_connections` are open."""
     import uvicorn
 
+    from bellm.serve.limits import bounded_protocol
+
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=log_level,
-                timeout_graceful_shutdown=cfg.drain_timeout_s or None, access_log=False)
+                timeout_graceful_shutdown=cfg.drain_timeout_s or None, access_log=False,
+                http=bounded_protocol(cfg.max_connections, cfg.read_timeout_s))

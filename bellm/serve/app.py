@@ -8,7 +8,9 @@ Endpoints:
   a text past max_length tokens is cut at the end of the sentence (the prompt stays whole) and reported.
 * `GET /health`, `GET /info` (the model's bellm.json + the server's limits), `GET /metrics` (Prometheus).
 
-Errors are JSON, never a crash: 413 (too many inputs, too long a text, over-long text with truncate=false),
+Errors are JSON, never a crash: 408 (the body did not arrive within `read_timeout_s`), 413 (a body over
+`max_body_bytes`, refused from its Content-Length before it is read; too many inputs, too long a text, an
+over-long text with truncate=false),
 422 (bad JSON or a wrong type, naming the field), 429 (queue full, with Retry-After), 503 (draining). Under
 `/v1` they have OpenAI's shape `{"error": {"message", "type", "param", "code"}}`, elsewhere TEI's
 `{"error": ..., "error_type": ...}`. Every response carries `X-Bellm-Truncated` (how many inputs were cut).
@@ -32,15 +34,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bellm import __version__
+from bellm.errors import InputError
 from bellm.runtime import OnnxEncoder
 from bellm.serve.batcher import Batcher, QueueFull, ShuttingDown, measure_call_overhead
 from bellm.serve.config import ServeConfig
+from bellm.serve.limits import BodyLimit
 from bellm.serve.metrics import Metrics
-from bellm.tokenize import Encoded, encode_one, unique_texts
+from bellm.tokenize import Encoded, check_unicode, encode_one, unique_texts
 
 INLINE_CHARS = 2000  # requests up to this many characters are tokenised on the event loop itself
 ENDPOINTS = ("/v1/embeddings", "/embed", "/health", "/info", "/metrics")
@@ -54,16 +59,26 @@ class ApiError(Exception):
         self.status, self.message, self.param, self.kind = status, message, param, kind
 
 
+def _unicode(t: str, where: str) -> str:
+    """JSON can spell a lone surrogate (`"\\ud800"`), which has no UTF-8 form: a 422, not a tokenizer crash."""
+    try:
+        check_unicode(t)
+    except InputError as e:
+        raise ValueError(f"{where}{e}") from None
+    return t
+
+
 def _texts(v: Any) -> Any:
     """A str or a non-empty list of str; anything else is a 422 that says which item is wrong."""
     if isinstance(v, str):
-        return v
+        return _unicode(v, "")
     if isinstance(v, list):
         if not v:
             raise ValueError("must not be empty")
         for i, t in enumerate(v):
             if not isinstance(t, str):
                 raise ValueError(f"item {i} is {type(t).__name__}, expected a string (token arrays are not supported)")
+            _unicode(t, f"item {i}: ")
         return v
     raise ValueError(f"expected a string or a list of strings, got {type(v).__name__}")
 
@@ -172,7 +187,8 @@ def _error_response(path: str, err: ApiError) -> Response:
         body: dict[str, Any] = {"error": {"message": err.message, "type": err.kind, "param": err.param,
                                           "code": err.status}}
     else:
-        kind = {413: "Validation", 422: "Validation", 429: "Overloaded", 503: "Unhealthy"}.get(err.status, "Backend")
+        kind = {400: "Validation", 408: "Validation", 413: "Validation", 422: "Validation", 429: "Overloaded",
+                503: "Unhealthy"}.get(err.status, "Backend")
         body = {"error": err.message, "error_type": kind}
     return _json(body, err.status, headers)
 
@@ -230,7 +246,9 @@ def create_app(encoder: OnnxEncoder, cfg: ServeConfig | None = None, model_name:
     app = FastAPI(title="bellm embeddings", version=__version__, lifespan=lifespan, docs_url="/docs",
                   redoc_url=None)
     app.state.service = service
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimit, max_body_bytes=cfg.max_body_bytes, read_timeout_s=cfg.read_timeout_s,
+                       reject=lambda path, status, msg, kind: _error_response(path, ApiError(status, msg, None, kind)))
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)  # outermost: refused bodies are counted too
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -239,6 +257,14 @@ def create_app(encoder: OnnxEncoder, cfg: ServeConfig | None = None, model_name:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return _error_response(request.url.path, _validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": not UTF-8, or JSON nested too deeply
+            err = ApiError(422, "body: not a JSON document in UTF-8 (or nested too deeply)", "body")
+        else:  # 404, 405, ...: the same error shape as everything else
+            err = ApiError(exc.status_code, str(exc.detail), None, "invalid_request_error")
+        return _error_response(request.url.path, err)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

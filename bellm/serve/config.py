@@ -30,6 +30,12 @@ class ServeConfig(Section):
     max_inputs: int = Field(256, ge=1, description="texts per request (more: 413)")
     max_chars: int = Field(20000, ge=1, description="characters per text (more: 413)")
     max_queue: int = Field(4096, ge=1, description="texts waiting for a forward pass (more: 429)")
+    max_body_bytes: int = Field(16 * 2**20, ge=1, description="request body bytes (more: 413, refused from "
+                                "Content-Length before the body is read)")
+    read_timeout_s: float = Field(30.0, gt=0, description="seconds a client has to send a request's headers (else "
+                                  "the connection is closed) and then its body (else 408)")
+    max_connections: int = Field(256, ge=1, description="open HTTP connections (more: 503 and closed at once); "
+                                 "keep it below the process's descriptor limit (ulimit -n)")
     truncate: bool = Field(True, description="default for requests: cut over-long texts (False: 413)")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads (None: all cores)")
     spin: bool = Field(True, description="onnxruntime threads busy-wait between ops (False leaves idle CPU to "

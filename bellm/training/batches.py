@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from bellm.config import DataConfig
+from bellm.config import ConfigError, DataConfig
 from bellm.data import Pairs, Triplets, load_pairs, load_triplets
 from bellm.leakage import filter_pairs, filter_triplets, held_out
 from bellm.tokenize import encode_one, pad_batch
@@ -63,7 +63,7 @@ def load_train_data(cfg: DataConfig) -> TrainData:
     trips: list[Triplets] = [load_triplets(p, None if filtering else cfg.max_train_triplets)
                              for p in cfg.train_triplets]
     if not pairs and not trips:
-        raise ValueError("no training data: set data.train_pairs and/or data.train_triplets")
+        raise ConfigError("no training data: set data.train_pairs and/or data.train_triplets")
     dropped_p, dropped_t = [0] * len(pairs), [0] * len(trips)
     if filtering:
         index = held_out()
@@ -123,7 +123,7 @@ def check_batch_fits(data: TrainData, global_batch: int) -> None:
     """Fail early when no kind has enough rows for one global batch."""
     usable = [n for n in (data.n_pairs, data.n_triplets) if n >= global_batch]
     if not usable:
-        raise ValueError(
+        raise ConfigError(
             f"global batch {global_batch} (batch_size × processes × grad_accum) exceeds the training data "
             f"({data.n_pairs} pairs, {data.n_triplets} triplets{_dropped_note(data)}); lower train.batch_size"
         )

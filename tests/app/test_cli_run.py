@@ -52,7 +52,10 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
-def test_sigterm_stops_the_ephemeral_prefect_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_job_stops_the_ephemeral_prefect_server(tmp_path: Path, sig: int) -> None:
+    """SIGTERM: Prefect stops its server on the way out. SIGKILL (issue 29 item 5): nothing runs in the job,
+    so the server (started under bellm.parentwatch) must notice its parent is gone and stop itself."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(BELLM_HOME=str(tmp_path / "home"), PREFECT_HOME=str(tmp_path / "prefect"),
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
@@ -68,14 +71,14 @@ def test_sigterm_stops_the_ephemeral_prefect_server(tmp_path: Path) -> None:
         assert log and log[-1].strip() == "READY", "".join(log[-30:])
         servers = _children(proc.pid)
         assert servers, "no ephemeral server process was started"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 20
         while any(_alive(p) for p in servers) and time.monotonic() < deadline:
             time.sleep(0.2)
         left = [p for p in servers if _alive(p)]
         assert not left, f"processes {left} outlived the killed job"
-        assert proc.returncode == 128 + signal.SIGTERM
+        assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else -signal.SIGKILL)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # never leak a server, whatever the outcome

@@ -85,3 +85,101 @@ def test_config_rejects_a_literal_text_field() -> None:
 
     with pytest.raises(ConfigError, match="encoder.prompt"):
         build_config("smoke", ["encoder.prompt={{text}}"])
+
+
+# Characters from many scripts: byte-level BPE splits most non-ASCII characters into several tokens that share
+# one character's offsets (issue 29: the search started below m=1 and raised on ordinary text).
+_ALPHABET = (
+    [chr(c) for c in range(0x20, 0x7F)]  # ASCII
+    + list("éüñçøßàœ")  # Latin-1 and beyond
+    + [chr(c) for c in range(0x4E00, 0x4E00 + 200)]  # CJK
+    + [chr(c) for c in range(0x0600, 0x0650)]  # Arabic
+    + [chr(c) for c in range(0x0900, 0x0950)]  # Devanagari
+    + [chr(c) for c in range(0x0300, 0x0320)]  # combining marks (also after spaces and at the start)
+    + [chr(c) for c in range(0x1F600, 0x1F650)]  # emoji
+    + ["\u200d", "\ufe0f", "👩\u200d💻", "🇧🇪", "\n", "\t", "\u00a0", "\U00010348", "\U0001F3FD"]
+)
+
+
+def _random_text(rng: np.random.Generator) -> str:
+    n = int(rng.integers(1, 400))
+    return "".join(_ALPHABET[int(i)] for i in rng.integers(0, len(_ALPHABET), size=n))
+
+
+@pytest.mark.parametrize(("text", "max_length"), [
+    ("😀" * 40, 64), ("这是一个关于自然语言处理的长段落，" * 9, 64), ("🎉🔥💯 tweet " * 50, 64),
+    ("😀" * 40, 13), ("😀" * 40, 17),
+])
+def test_long_non_ascii_text_is_truncated_not_refused(tok, text: str, max_length: int) -> None:
+    """Issue 29 item 1: several byte-level tokens end at one character; the text is cut, the prompt kept."""
+    kept = _assert_prompt_whole(tok, PROMPTS["prompteol"], text, max_length)
+    assert 0 < len(kept) < len(text)
+    assert encode_one(tok, PROMPTS["prompteol"], text, max_length).truncated
+
+
+@pytest.mark.parametrize("template", [PROMPTS["prompteol"], PROMPTS["bellm"], "{text}"])
+def test_truncation_property_over_random_unicode(tok, template: str) -> None:
+    """Every random Unicode string encodes (or is refused only when one cut point of text cannot fit), keeps the
+    whole prompt, cuts the text at a token boundary and has at most max_length tokens."""
+    rng = np.random.default_rng(29)
+    prefix, suffix = split_template(template)
+    alone = len(tok.encode(prefix + suffix).ids)
+    encoded = 0
+    for _ in range(150):
+        text = _random_text(rng)
+        max_length = int(rng.integers(alone + 1, alone + 80))
+        try:
+            kept = _assert_prompt_whole(tok, template, text, max_length)
+        except ValueError:  # allowed only when not even the first cut point of the text fits
+            full = tok.encode(prefix + text + suffix)
+            c0, c1 = len(prefix), len(prefix) + len(text)
+            cuts = sorted({b for _, b in full.offsets if c0 < b < c1})
+            assert not cuts or len(tok.encode(prefix + text[: cuts[0] - c0] + suffix).ids) > max_length
+            continue
+        encoded += 1
+        e = encode_one(tok, template, text, max_length)
+        assert e.truncated == (kept != text)
+        if e.truncated:  # cut at the end of one of the full encoding's tokens
+            full = tok.encode(prefix + text + suffix)
+            assert len(prefix) + len(kept) in {b for _, b in full.offsets}
+    assert encoded >= 140  # a refusal needs max_length within a character's tokens of the prompt alone
+
+
+def _old_encode_one(tok, template: str, text: str, max_length: int) -> list[int] | None:
+    """The search before issue 29 (None where it raised): the fix must not change any id it produced."""
+    prefix, suffix = split_template(template)
+    enc = tok.encode(prefix + text + suffix)
+    c0, c1, n = len(prefix), len(prefix) + len(text), len(enc.ids)
+    if n <= max_length:
+        return list(enc.ids)
+    cuts = sorted({b for _, b in enc.offsets if c0 < b < c1})
+    m = len(cuts) + 1 - (n - max_length)
+    while m >= 1:
+        short = tok.encode(prefix + text[: cuts[m - 1] - c0] + suffix)
+        if len(short.ids) <= max_length:
+            return list(short.ids)
+        m -= 1
+    return None
+
+
+def test_old_outputs_are_unchanged_where_the_old_search_worked(tok) -> None:
+    """Embeddings of exported models stay the same: wherever the old search returned, the ids are identical."""
+    rng = np.random.default_rng(7)
+    words = ["cat", "sat.", '"quoted"', "naïve", "3.5%", "🙂", "end.", "x", ",", "(a)", "中文", "é"]
+    compared = 0
+    for i in range(300):
+        text = " ".join(rng.choice(words, size=int(rng.integers(1, 60)))) if i % 2 else _random_text(rng)
+        max_length = int(rng.integers(12, 80))
+        old = _old_encode_one(tok, PROMPTS["prompteol"], text, max_length)
+        if old is not None:
+            compared += 1
+            assert encode_one(tok, PROMPTS["prompteol"], text, max_length).ids == old
+    assert compared > 150
+
+
+def test_lone_surrogate_is_an_input_error(tok) -> None:
+    """A lone surrogate cannot be encoded to UTF-8: an InputError naming the position, not a tokenizer crash."""
+    from bellm.errors import InputError
+
+    with pytest.raises(InputError, match="surrogate"):
+        encode_one(tok, PROMPTS["prompteol"], "ok \ud800 ok", 64)
