@@ -145,7 +145,7 @@ class ExportDescriptor(EncoderFields):
     normalized: bool = True
     truncation_rule: str = TRUNCATION_RULE
     exported_with: dict[str, Any] = field(default_factory=dict)
-    precision: dict[str, Any] | None = None  # int8: how it was quantised (MatMulNBits bits, block, accuracy)
+    precision: dict[str, Any] | None = None  # int8: how it was quantised (method, scales, smoothing)
 
     def to_dict(self) -> dict[str, Any]:
         out = _header(self.KIND)

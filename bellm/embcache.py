@@ -80,20 +80,30 @@ class EmbeddingCache:
         return write_text_atomic(self.dir / f"{name}.json", json.dumps(list(sentences), ensure_ascii=False))
 
 
+def miss_order(texts: list[str], lengths: Callable[[list[str]], Sequence[int]] | None = None) -> list[str]:
+    """`texts` longest first (token counts from `lengths`, else characters), ties by text: deterministic."""
+    n = list(lengths(texts)) if lengths is not None else [len(t) for t in texts]
+    return [t for _, t in sorted(zip(n, texts, strict=True), key=lambda p: (-p[0], p[1]))]
+
+
 def encode_cached(
     encode: Callable[[list[str]], np.ndarray],
     sentences: Sequence[str],
     cache: EmbeddingCache | None,
     chunk_size: int = 1024,
+    lengths: Callable[[list[str]], Sequence[int]] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Embeddings (len(sentences), dim) for unique `sentences`, encoding only cache misses.
 
     Misses are encoded longest-first in chunks, each stored as its own shard as soon as it is done, so an
     interrupted evaluation (the full suite takes ~20 min for a 135M model on 2 CPUs) resumes where it stopped.
-    Returns (embeddings, number of sentences actually encoded).
+    `lengths` (texts -> token counts, the encoder's own tokenisation) makes the order exactly the encoder's
+    batching order over *all* misses at once (`miss_order`): with `chunk_size` a multiple of the batch size,
+    the batches are the global length-sorted ones and each chunk's own longest-first sort changes nothing.
+    Without it, characters stand in for tokens. Returns (embeddings, number of sentences actually encoded).
     """
     hits = cache.lookup(sentences) if cache is not None else {}
-    missing = sorted({s for s in sentences if s not in hits}, key=lambda s: (-len(s), s))
+    missing = miss_order([s for s in dict.fromkeys(sentences) if s not in hits], lengths)
     fresh: dict[str, np.ndarray] = {}
     for start in range(0, len(missing), chunk_size):
         chunk = missing[start : start + chunk_size]

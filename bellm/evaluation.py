@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -57,6 +57,22 @@ def _fingerprint(encoder: Any) -> str:
     return fp
 
 
+EVAL_CHUNK = 1024  # sentences per cache shard (an interrupted evaluation resumes at a shard boundary)
+
+
+def chunk_for(batch_size: int) -> int:
+    """The cache chunk rounded up to whole batches, so no batch straddles two chunks."""
+    return -(-EVAL_CHUNK // batch_size) * batch_size
+
+
+def token_counter(encoder: Any) -> Callable[[list[str]], list[int]] | None:
+    """texts -> token counts by the encoder's own `tokenize` (bellm encoders, the ONNX runtime), else None."""
+    tokenize = getattr(encoder, "tokenize", None)
+    if not callable(tokenize):
+        return None
+    return lambda texts: [len(e.ids) for e in tokenize(texts)]
+
+
 def unique_sentences(tasks: Sequence[Task]) -> tuple[list[str], int]:
     """(unique sentences of all tasks in first-seen order, total sentence count before dedupe)."""
     seen: dict[str, None] = {}
@@ -88,7 +104,10 @@ def evaluate_with_scores(
     def encode(texts: list[str]) -> np.ndarray:
         return encoder.encode(texts, batch_size=batch_size)
 
-    emb, encoded = encode_cached(encode, sentences, store)
+    # One global longest-first order over the whole suite's unique sentences, in the encoder's own tokens, and
+    # chunks of whole batches: the encoder then runs exactly the globally sorted batches (no per-chunk re-sort).
+    emb, encoded = encode_cached(encode, sentences, store, chunk_size=chunk_for(batch_size),
+                                 lengths=token_counter(encoder))
     row = {s: i for i, s in enumerate(sentences)}
     blocks: dict[str, dict] = {}
     scores: dict[str, PairScores] = {}

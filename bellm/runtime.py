@@ -39,7 +39,7 @@ from bellm.contract import (
     read_export_descriptor,
 )
 from bellm.errors import InputError
-from bellm.tokenize import embed_texts, encode_one, load_tokenizer_file
+from bellm.tokenize import Encoded, embed_texts, encode_one, load_tokenizer_file
 
 PREFERRED_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 CONTRACT_FILE = DESCRIPTOR_FILE
@@ -60,8 +60,41 @@ def pick_providers(available: Sequence[str], requested: Sequence[str] | None = N
     return chosen or list(available)
 
 
-def resolve_export_dir(path: str | os.PathLike[str], variant: str | None = None) -> Path:
-    """The variant directory holding bellm.json: given directly, via its model.onnx, or under an export root."""
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else the CPU count): the thread count the CPU
+    benchmarks measure at. onnxruntime's own default is the *physical* core count, which on VMs that present
+    their vCPUs as hyperthreads of fewer cores leaves CPUs idle."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+GPU_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+# Measured on one H200 (BENCHMARKS.md, ORT CUDA fp16 vs PyTorch bf16): the ONNX `Attention` op is fastest up to
+# batch 128, com.microsoft `MultiHeadAttention` (attention_op "ms_mha") at 512.
+MS_MHA_FROM_BATCH = 512
+
+
+def default_variant(found: Sequence[str], providers: Sequence[str]) -> str:
+    """The variant to load when none is named: fp16 where a GPU provider will run the session (fp16 agrees with
+    fp32 to min cosine 0.999998 and is 3-4.7x PyTorch bf16 there), else fp32 (int8 is opt-in: smaller and on
+    VNNI/AMX CPUs faster, at a min cosine of ~0.998)."""
+    if "fp16" in found and any(p in GPU_PROVIDERS for p in providers):
+        return "fp16"
+    return "fp32" if "fp32" in found else sorted(found)[0]
+
+
+def attention_op_for(batch_size: int) -> str:
+    """Which export attention op to build for GPU serving at this batch size (`bellm export --attention-op`)."""
+    return "ms_mha" if batch_size >= MS_MHA_FROM_BATCH else "onnx"
+
+
+def resolve_export_dir(path: str | os.PathLike[str], variant: str | None = None,
+                       providers: Sequence[str] | None = None) -> Path:
+    """The variant directory holding bellm.json: given directly, via its model.onnx, or under an export root.
+    Under a root, no `variant` means `default_variant` for `providers` (None: the providers this onnxruntime
+    would pick, `pick_providers`)."""
     p = Path(path)
     if p.is_file():
         p = p.parent
@@ -79,7 +112,9 @@ def resolve_export_dir(path: str | os.PathLike[str], variant: str | None = None)
     found = sorted(q.parent.name for q in p.glob(f"*/{CONTRACT_FILE}"))
     if not found:
         raise ExportFormatError(p, f"no {CONTRACT_FILE} here or in a variant subdirectory (not a bellm export)")
-    want = variant or ("fp32" if "fp32" in found else found[0])
+    if providers is None:
+        providers = pick_providers(ort.get_available_providers())
+    want = variant or default_variant(found, providers)
     if want not in found:
         raise ExportFormatError(p, f"variant {want!r} not exported; found {found}")
     return p / want
@@ -110,7 +145,8 @@ class OnnxEncoder:
         """`verify_model=False` skips hashing model.onnx against `model_sha256` (faster; trust the directory).
         `spin=False` stops onnxruntime's intra-op threads busy-waiting between ops (None: its default, on),
         which leaves CPU to other work in the same process, e.g. a server's event loop."""
-        self.path = resolve_export_dir(path, variant)
+        chosen = pick_providers(ort.get_available_providers(), providers)
+        self.path = resolve_export_dir(path, variant, chosen)
         self.descriptor = read_contract(self.path, verify_model=verify_model)
         self.contract = self.descriptor.to_dict()  # the parsed bellm.json, for callers that read keys
         model = self.descriptor.model_path(self.path)
@@ -122,7 +158,6 @@ class OnnxEncoder:
             opts.inter_op_num_threads = 1
         if spin is not None:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        chosen = pick_providers(ort.get_available_providers(), providers)
         try:
             self.session = ort.InferenceSession(str(model), opts, providers=chosen)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types; say what to check
@@ -179,6 +214,10 @@ class OnnxEncoder:
         return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
 
     # -- encoding
+    def tokenize(self, texts: Sequence[str]) -> list[Encoded]:
+        """Prompted, truncated token ids of each text, exactly as `encode` makes them (for length ordering)."""
+        return [encode_one(self.tokenizer, self.template, t, self.max_length) for t in texts]
+
     def run_batch(self, ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
         """One padded batch (B,S) int64 x3 → (B, dim) float32."""
         feeds = {"input_ids": ids, "attention_mask": mask, "span_mask": span}

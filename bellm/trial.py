@@ -80,9 +80,9 @@ def load_for_eval(encoder: EncoderConfig | Path | str, adapter: str | None = Non
 
         return load_encoder(encoder, adapter=adapter, dtype=dtype)
     if isinstance(encoder, Path):
-        from bellm.runtime import OnnxEncoder
+        from bellm.runtime import OnnxEncoder, usable_cpus
 
-        return OnnxEncoder(encoder)
+        return OnnxEncoder(encoder, threads=usable_cpus())  # the benchmarks' setting (ORT's default: physical cores)
     if encoder == "minilm":
         from bellm.baselines import MiniLMEncoder
 

@@ -36,9 +36,9 @@ def timed_encode(encode: Callable[..., object], texts: list[str], batch_size: in
     return best_seconds(lambda: encode(texts, batch_size=batch_size), repeats)
 
 
-def sts_sentences(n: int = 512) -> list[str]:
-    """The first n unique sentences of STS-B test (a fixed, STS-style sample)."""
-    pairs = read_pairs(STS_DIR / "stsb" / "test.tsv")
+def sts_sentences(n: int = 512, split: str = "test") -> list[str]:
+    """The first n unique sentences of an STS-B split (a fixed, STS-style sample; decisions use "dev")."""
+    pairs = read_pairs(STS_DIR / "stsb" / f"{split}.tsv")
     seen: dict[str, None] = {}
     for a, b in zip(pairs.sentence1, pairs.sentence2, strict=True):
         seen.setdefault(a)

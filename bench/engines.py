@@ -122,7 +122,7 @@ def main() -> None:
     from bellm.encoder import load_encoder
     from bellm.export.api import export_encoder, torch_runner
     from bellm.export.invariance import check_invariance
-    from bellm.export.parity import PARITY_SENTENCES, stsb_scorer
+    from bellm.export.parity import PARITY_SENTENCES, suite_scorer
     from bellm.hardware import cpu_supports_bf16
     from bellm.precision import cast_parameters
     from bellm.runtime import OnnxEncoder
@@ -159,7 +159,7 @@ def main() -> None:
 
         ref = engines["ort_fp32"].encode(texts)
         encs = fp32.tokenize(list(PARITY_SENTENCES[:17]))
-        scorer = stsb_scorer(args.sts_max_pairs, batch_size=args.batch)
+        scorer = suite_scorer(["stsb"], args.sts_max_pairs, batch_size=args.batch)
         rows: dict[str, dict[str, Any]] = {}
         n_bf16 = args.bf16_sentences or (len(texts) if native_bf16 else min(32, len(texts)))
         for name, enc in engines.items():

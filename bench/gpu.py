@@ -1,6 +1,6 @@
 """One-shot GPU benchmark (<= 8 minutes): ORT CUDA fp16 (`onnx` Attention and `ms_mha`) vs PyTorch bf16 SDPA.
 
-At batch 1 / 32 / 128 on the same STS-B sentences: sentences/s (whole set, length-sorted batches), p50 latency of
+At batch 1 / 32 / 128 / 512 on the same STS-B sentences: sentences/s (whole set, length-sorted batches), p50 latency of
 one batch, and agreement with fp32 (min / mean cosine to PyTorch fp32 on the same device, TF32 off). The fp16
 exports are built here first (`bellm.export`, gates on, STS gate off), so the machine needs torch, transformers,
 onnx, onnxscript, tokenizers and `onnxruntime-gpu` (see BENCHMARKS.md for carrying the wheel).
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--adapter", default=None)
     ap.add_argument("-k", type=int, default=2)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--batches", default="1,32,128")
+    ap.add_argument("--batches", default="1,32,128,512")
     ap.add_argument("--sentences", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=480.0)

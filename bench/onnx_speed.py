@@ -67,7 +67,7 @@ def main() -> None:
 
     from bellm.encoder import load_encoder
     from bellm.export.api import export_encoder
-    from bellm.export.parity import stsb_scorer
+    from bellm.export.parity import suite_scorer
     from bellm.runtime import OnnxEncoder
 
     torch.set_num_threads(args.threads)
@@ -105,7 +105,7 @@ def main() -> None:
             emb = torch_emb if name == "pytorch" else e.encode(texts)
             cos = (emb * ref).sum(1)
             fidelity[name] = {"mean_cos_to_fp32": float(cos.mean()), "min_cos_to_fp32": float(cos.min())}
-        scorer = stsb_scorer(args.sts_max_pairs)
+        scorer = suite_scorer(["stsb"], args.sts_max_pairs)
         base_sp = None
         for name in result.published():
             sp = scorer(engines[f"ort_{name}"])

@@ -56,7 +56,7 @@ def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: i
     from bellm.evaluation import evaluate
     from bellm.export import export_encoder
     from bellm.export.card import run_card_info
-    from bellm.runtime import OnnxEncoder
+    from bellm.runtime import OnnxEncoder, usable_cpus
     from bellm.training import load_trained_encoder
 
     encoder = load_trained_encoder(adapter_dir)
@@ -74,7 +74,7 @@ def export_variants(cfg: RunConfig, adapter_dir: str, run_dir: str, max_pairs: i
     )
     results = {
         name: evaluate(
-            OnnxEncoder(str(out / name), providers=["CPUExecutionProvider"]),
+            OnnxEncoder(str(out / name), providers=["CPUExecutionProvider"], threads=usable_cpus()),
             "stsb",
             max_pairs=max_pairs,
             batch_size=cfg.eval.batch_size,

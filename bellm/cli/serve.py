@@ -22,7 +22,7 @@ def serve(
     target: str = typer.Argument(..., help="an export directory (variant or root), a run id, or 'champion'"),
     host: str = _opt("host", help="interface to listen on (0.0.0.0: every interface)"),
     port: int = _opt("port", help="TCP port"),
-    variant: str | None = typer.Option(None, help="fp32 | fp16 | int8 (default: fp32 when the target has several)"),
+    variant: str | None = typer.Option(None, help="fp32 | fp16 | int8 (default: fp16 on CUDA/TensorRT, else fp32)"),
     model_name: str | None = typer.Option(None, help="name reported in responses (default: run id/variant)"),
     max_batch_size: int = _opt("max_batch_size"),
     max_batch_tokens: int = _opt("max_batch_tokens"),
@@ -63,7 +63,8 @@ def serve(
             lines = [f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-') or 'options'}: {err['msg']}"
                      for err in e.errors()]
             raise ConfigError("; ".join(lines)) from None
-        path, default_name = resolve_target(target, variant, artifacts)  # ExportFormatError is an InputError
+        # ExportFormatError is an InputError; the default variant follows the providers (fp16 on CUDA)
+        path, default_name = resolve_target(target, variant, artifacts, cfg.providers)
         server_app = build_app(path, cfg, model_name or default_name)
         typer.echo(f"serving {path} as {model_name or default_name!r} on http://{host}:{port}", err=True)
     run_server(server_app, cfg, log_level)

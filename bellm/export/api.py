@@ -47,6 +47,7 @@ from bellm.export.parity import (
     suite_scorer,
 )
 from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
+from bellm.export.rowquant import calibration_encodings
 from bellm.export.st_package import write_sentence_transformers
 from bellm.export.trace import PAD_VISIBILITY, quiet_exporter, trace
 from bellm.export.variants import EXTERNAL_DATA_BYTES, quantize_int8
@@ -209,7 +210,8 @@ def _build_variant(
     floor = INT8_MIN_COSINE if name == "int8" else FP16_MIN_COSINE
     try:
         if name == "int8":
-            res.extra = quantize_int8(root / "fp32" / "model.onnx", d / "model.onnx")
+            res.extra = quantize_int8(root / "fp32" / "model.onnx", d / "model.onnx",
+                                      calibration_encodings(encoder.tokenize))
         else:
             save_model(build_graph(encoder, torch.float16, attention_op, opset), d / "model.onnx")
     except Exception as e:  # noqa: BLE001 - a variant's failure must not take the fp32 export down

@@ -79,7 +79,7 @@ def front_matter(c: dict[str, Any], info: dict[str, Any], results: dict[str, flo
     evals = [EvalResult(task_type="sentence-similarity", dataset_type=HUB_DATASETS[t],
                         dataset_name=TASK_LABELS.get(t, t), dataset_split="test", metric_type="cosine_spearman",
                         metric_value=round(v, 2), metric_name="Spearman (cosine) x100")
-             for t, v in results.items()]
+             for t, v in results.items() if t in HUB_DATASETS]  # the Hub's eval results are test splits only
     data = ModelCardData(
         library_name="sentence-transformers", base_model=base, pipeline_tag="sentence-similarity",
         license=BASE_LICENSES.get(base or "", "other"), language=["en"],

@@ -1,12 +1,15 @@
 """Precision variants of an exported fp32 model.
 
-* `int8` (CPU): `com.microsoft.MatMulNBits` with 8-bit symmetric weights in blocks of 32 along K and
-  `accuracy_level=4`, i.e. activations quantised to int8 *per row and per block* inside the kernel (MLAS
-  int8 GEMM). No scale is shared between tokens, let alone between sentences, so together with the graph's
-  canonical padding layout (`bellm.masks.left_align_order`) a sentence's embedding does not depend on its
-  batch or padding: the invariance gate (`bellm.export.invariance`) measures exactly 0 on SmolLM2-135M. Every
-  weight MatMul is quantised (no fp32 exceptions needed). `Attention` stays fp32.
-  Measured on SmolLM2-135M (k=2, zero-shot), 256 STS-B test sentences: min cosine to fp32 0.9992.
+* `int8` (CPU): per-row (per-token) dynamic int8 activations, per-channel int8 weights after SmoothQuant-style
+  smoothing folded into the RMSNorm / up-projection weights, `com.microsoft.MatMulIntegerToFloat` (MLAS u8s8:
+  VNNI / AMX / AVX2 kernels); see `bellm.export.rowquant`. No scale is shared between tokens, integer
+  accumulation is exact, so with the graph's canonical padding layout (`bellm.masks.left_align_order`) a
+  sentence's embedding is bit-identical alone or in any batch (the invariance gate measures 0.0).
+* `quantize_int8_nbits` (the `int8` form published until 2026-12; kept for `bench/int8_probe.py` and callers
+  who want it): `com.microsoft.MatMulNBits` with 8-bit symmetric weights in blocks of 32 along K and
+  `accuracy_level=4`, activations quantised to int8 per row and per block inside the kernel. Also invariant
+  (0.0), slightly more faithful (min cosine 0.9992 vs ~0.998), but slower than fp32 on every CPU measured
+  (its 8-bit kernels do not reach MLAS's fast u8s8 GEMM).
 * `quantize_dynamic_int8` (not a published variant any more): `onnxruntime.quantization.quantize_dynamic`
   computes ONE activation scale over the whole (B,S,H) tensor, padded positions included, so a sentence's
   embedding moves with its batch neighbours and even with the pad id (up to 3e-2 per component measured).
@@ -21,9 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
+
+from bellm.tokenize import Encoded
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,18 @@ INT8_ACCURACY_LEVEL = 4  # MatMulNBits: int8 activations (per row, per block) an
 def quantize_int8(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
+    calibration: Sequence[Encoded],
+) -> dict[str, object]:
+    """The published int8 form of `src` into `dst`: smoothed per-row int8 (`bellm.export.rowquant`);
+    `calibration`: tokenised sentences that set the smoothing factors (`rowquant.calibration_encodings`)."""
+    from bellm.export.rowquant import quantize_rows_int8
+
+    return quantize_rows_int8(src, dst, calibration)
+
+
+def quantize_int8_nbits(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
     block_size: int = INT8_BLOCK_SIZE,
     accuracy_level: int = INT8_ACCURACY_LEVEL,
 ) -> dict[str, object]:
@@ -101,8 +119,8 @@ def quantize_nbits(
     block_size: int,
     accuracy_level: int,
 ) -> dict[str, object]:
-    """Every weight MatMul of `src` as `MatMulNBits` (`bits`-bit symmetric blocks along K) into `dst`; the
-    published int8 is `quantize_int8` (bits=8), other widths are for `bench/int8_probe.py`."""
+    """Every weight MatMul of `src` as `MatMulNBits` (`bits`-bit symmetric blocks along K) into `dst`
+    (`quantize_int8_nbits` is bits=8; other widths are for `bench/int8_probe.py`)."""
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 

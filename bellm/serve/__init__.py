@@ -15,15 +15,16 @@ from bellm.serve.config import ServeConfig  # light: the CLI reads its defaults 
 __all__ = ["ServeConfig", "build_app", "resolve_target", "run_server"]
 
 
-def resolve_target(target: str, variant: str | None = None,
-                   artifacts: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
-    """(variant directory, default model name) for an export directory, a run id, or `champion`."""
+def resolve_target(target: str, variant: str | None = None, artifacts: str | os.PathLike[str] | None = None,
+                   providers: list[str] | None = None) -> tuple[Path, str]:
+    """(variant directory, default model name) for an export directory, a run id, or `champion`; with no
+    `variant`, fp16 when a GPU provider serves it, else fp32 (`bellm.runtime.default_variant`)."""
     from bellm.registry import RegistryError, champion, get_run, other_champions
     from bellm.runtime import ExportFormatError, resolve_export_dir
 
     p = Path(target).expanduser()
     if p.exists():
-        d = resolve_export_dir(p, variant)
+        d = resolve_export_dir(p, variant, _providers(providers))
         parts = [q.name for q in (d.parent, d) if q.name]
         return d, "/".join(parts)
     if target == "champion":
@@ -44,8 +45,16 @@ def resolve_target(target: str, variant: str | None = None,
             raise ExportFormatError(f"{target!r} is neither an export directory nor a run id ({e})") from None
     if not (run.dir / "onnx").is_dir():
         raise ExportFormatError(f"run {run.id} has no ONNX export (status {run.manifest.get('status')!r})")
-    d = resolve_export_dir(run.dir / "onnx", variant)
+    d = resolve_export_dir(run.dir / "onnx", variant, _providers(providers))
     return d, f"{run.id}/{d.name}"
+
+
+def _providers(requested: list[str] | None) -> list[str]:
+    import onnxruntime as ort
+
+    from bellm.runtime import pick_providers
+
+    return pick_providers(ort.get_available_providers(), requested)
 
 
 def build_app(path: str | os.PathLike[str], cfg: ServeConfig | None = None, model_name: str | None = None):  # noqa: ANN201

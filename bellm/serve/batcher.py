@@ -13,7 +13,7 @@ planned again with what arrives meanwhile. Chunks run on one worker thread (onnx
 event loop keeps accepting requests meanwhile). Results go back to each request's future in its own order. The
 model is padding-invariant (padded positions are masked out of attention and pooling), so a text's embedding
 does not depend on its batch mates: a served result equals `OnnxEncoder.encode` of that request alone (tests
-check ≤ 1e-5). This holds for int8 too: it quantises activations per row and block (`MatMulNBits`), and every
+check ≤ 1e-5). This holds for int8 too: it quantises activations per token (`bellm.export.rowquant`), and every
 published variant passes the export's batch/padding invariance gate (`bellm.export.invariance`).
 
 `close()` stops accepting and drains what is queued before returning (graceful shutdown).

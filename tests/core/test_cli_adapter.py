@@ -19,6 +19,8 @@ from bellm.profiles import build_config
 
 _register()
 runner = CliRunner()
+# The reference encodes in float32; `--dtype auto` (the CLI default) is bf16 on a CPU with native bf16.
+FP32 = ["--dtype", "float32"]
 TEXTS = ["A man is playing a guitar.", "Two dogs run across a field in the snow, barking loudly at a bird.", "Hi."]
 SETTINGS = {"bidirectional_layers": 3, "pooling": "mean", "prompt": "bellm", "max_length": 20}
 
@@ -50,7 +52,7 @@ def test_encode_reproduces_the_trained_encoder(adapter: Path, reference, tmp_pat
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS) + "\n")
     out = tmp_path / "emb.npy"
-    r = runner.invoke(app, ["encode", str(src), "-o", str(out), "--adapter", str(adapter)])
+    r = runner.invoke(app, ["encode", str(src), "-o", str(out), "--adapter", str(adapter), *FP32])
     assert r.exit_code == 0, r.output
     np.testing.assert_allclose(np.load(out), reference.encode(TEXTS), atol=1e-6)
     assert reference.fingerprint in r.output
@@ -61,7 +63,7 @@ def test_eval_reproduces_the_trained_encoder(adapter: Path, reference, tmp_path:
 
     out = tmp_path / "rep"
     r = runner.invoke(app, ["eval", "--adapter", str(adapter), "--suite", "gate", "--max-pairs", "12",
-                            "--no-cache", "-o", str(out)])
+                            "--no-cache", "-o", str(out), *FP32])
     assert r.exit_code == 0, r.output
     got = json.loads((out / "metrics.json").read_text())["trained"]
     want = evaluate(reference, "gate", max_pairs=12, cache=False)
@@ -98,7 +100,8 @@ def test_agreeing_flags_and_override(adapter: Path, reference, tmp_path: Path) -
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS) + "\n")
     same = ["-k", "3", "--pooling", "mean", "--prompt", "bellm", "--max-length", "20"]
-    r = runner.invoke(app, ["encode", str(src), "-o", str(tmp_path / "a.npy"), "--adapter", str(adapter), *same])
+    r = runner.invoke(app, ["encode", str(src), "-o", str(tmp_path / "a.npy"), "--adapter", str(adapter), *same,
+                            *FP32])
     assert r.exit_code == 0, r.output
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), reference.encode(TEXTS), atol=1e-6)
     r = runner.invoke(app, ["encode", str(src), "-o", str(tmp_path / "b.npy"), "--adapter", str(adapter),

@@ -209,3 +209,41 @@ def test_misses_are_encoded_in_chunks_each_cached_at_once(tmp_path: Path) -> Non
     emb, n = encode_cached(lambda t: np.array([[len(s), 1.0] for s in t]), sentences, cache, chunk_size=4)
     assert n == 2
     np.testing.assert_array_equal(emb[:, 0], [len(s) for s in sentences])
+
+
+class TokenizingFakeEncoder(FakeEncoder):
+    """FakeEncoder with a `tokenize` whose token count is the number of words (not characters): the suite's
+    encode order must follow it."""
+
+    def tokenize(self, texts):
+        from bellm.tokenize import Encoded
+
+        return [Encoded(list(range(len(t.split()))), (0, 1), False) for t in texts]
+
+
+def test_suite_is_encoded_in_one_global_token_length_order_of_whole_batches() -> None:
+    enc = TokenizingFakeEncoder()
+    evaluate(enc, "full", max_pairs=400, batch_size=48, cache=False)
+    sent = [s for call in enc.calls for s in call]
+    words = [len(s.split()) for s in sent]
+    assert len(sent) == len(set(sent))  # each unique sentence once, in one pass over the whole suite
+    assert words == sorted(words, reverse=True)  # globally longest-first in the encoder's tokens
+    assert [c for c in enc.calls[:-1] if len(c) % 48] == []  # chunks are whole batches: no batch straddles two
+    assert len(enc.calls) > 1
+    # characters would order differently: the test proves the token counts were used
+    assert [len(s) for s in sent] != sorted((len(s) for s in sent), reverse=True)
+
+
+def test_suite_scores_equal_per_task_scores() -> None:
+    whole = evaluate(TokenizingFakeEncoder(), "full", max_pairs=60, cache=False)
+    for task in FULL_TASKS:
+        alone = evaluate(TokenizingFakeEncoder(), [task], max_pairs=60, cache=False)
+        assert alone["tasks"][task] == whole["tasks"][task], task
+
+
+def test_miss_order_is_deterministic_longest_first() -> None:
+    from bellm.embcache import miss_order
+
+    texts = ["bb", "a", "ccc", "dd", "e"]
+    assert miss_order(texts) == ["ccc", "bb", "dd", "a", "e"]
+    assert miss_order(texts, lambda ts: [{"a": 9}.get(t, 1) for t in ts]) == ["a", "bb", "ccc", "dd", "e"]

@@ -108,12 +108,15 @@ def test_variant_fidelity(tiny_export) -> None:
     for variant, floor in (("fp16", 0.999), ("int8", 0.995)):
         got = OnnxEncoder(out / variant).encode(list(PARITY_SENTENCES))
         assert (fp32 * got).sum(1).min() >= floor, variant
-    # every weight MatMul of the 4 layers (q k v o gate up down) runs as 8-bit MatMulNBits with int8 compute
+    # every weight MatMul of the 4 layers (q k v o gate up down) runs as a u8s8 integer GEMM with per-row
+    # activation scales; smoothing folded into both RMSNorms and up_proj of each layer (o_proj stays unsmoothed)
     extra = result.variants["int8"].extra
     assert extra["quantized_matmuls"] == 4 * 7 and extra["fp32_matmuls"] == 0
-    assert (extra["bits"], extra["accuracy_level"]) == (8, 4)
-    ops = {n.op_type for n in onnx.load(str(out / "int8" / "model.onnx")).graph.node}
-    assert "MatMulNBits" in ops and not ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
+    assert extra["method"] == "MatMulIntegerToFloat" and extra["smoothed_inputs"] == 4 * 3
+    ops = [n.op_type for n in onnx.load(str(out / "int8" / "model.onnx")).graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 4 * 7 and ops.count("QuantizeLinear") == 4 * 4
+    # per-tensor dynamic quantisation (one scale for the whole batch) must never appear
+    assert not set(ops) & {"MatMul", "MatMulNBits", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
 
 
 def test_sts_gate_rejects_a_variant(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_int8_is_bitwise_independent_of_padding_side_and_pad_id(tiny_export) -> 
 def test_export_never_publishes_a_batch_dependent_variant(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     import bellm.export.api as api
 
-    monkeypatch.setattr(api, "quantize_int8", lambda src, dst: quantize_dynamic_int8(src, dst))
+    monkeypatch.setattr(api, "quantize_int8", lambda src, dst, calibration: quantize_dynamic_int8(src, dst))
     monkeypatch.setattr(api, "INT8_MIN_COSINE", 0.0)  # let fidelity pass: the invariance gate must catch it
     enc = load_encoder(str(tiny_model_dir), bidirectional_layers=2, max_length=24)
     result = export_encoder(enc, tmp_path / "x", ["fp32", "int8"], sts_gate=fixed_score(SCORES))

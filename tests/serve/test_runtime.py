@@ -154,6 +154,39 @@ def test_provider_choice() -> None:
         pick_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
 
 
+def test_default_variant_follows_the_providers(export_dir: Path) -> None:
+    from bellm.runtime import attention_op_for, default_variant
+
+    cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert default_variant(["fp16", "fp32", "int8"], cuda) == "fp16"
+    assert default_variant(["fp16", "fp32", "int8"], ["TensorrtExecutionProvider", *cuda]) == "fp16"
+    assert default_variant(["fp16", "fp32", "int8"], ["CPUExecutionProvider"]) == "fp32"
+    assert default_variant(["fp32", "int8"], cuda) == "fp32"  # no fp16 exported: fp32 on the GPU
+    assert default_variant(["int8"], ["CPUExecutionProvider"]) == "int8"
+    # resolution under an export root uses it: the shared export has fp16
+    assert resolve_export_dir(export_dir, providers=cuda) == export_dir / "fp16"
+    assert resolve_export_dir(export_dir, providers=["CPUExecutionProvider"]) == export_dir / "fp32"
+    assert resolve_export_dir(export_dir, "int8", providers=cuda) == export_dir / "int8"  # named wins
+    assert [attention_op_for(b) for b in (1, 32, 128, 256, 512, 1024)] == ["onnx"] * 4 + ["ms_mha"] * 2
+
+
+def test_serve_target_default_variant_follows_the_providers(export_dir: Path, monkeypatch) -> None:
+    import onnxruntime as ort
+
+    from bellm.serve import resolve_target
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert resolve_target(str(export_dir))[0] == export_dir / "fp16"
+    assert resolve_target(str(export_dir), providers=["CPUExecutionProvider"])[0] == export_dir / "fp32"
+
+
+def test_tokenize_matches_what_encode_runs(rt: OnnxEncoder) -> None:
+    from bellm.tokenize import encode_one
+
+    texts = ["a b c", "A man is playing a guitar."]
+    assert rt.tokenize(texts) == [encode_one(rt.tokenizer, rt.template, t, rt.max_length) for t in texts]
+
+
 def test_evaluation_accepts_runtime(rt: OnnxEncoder) -> None:
     from bellm.evaluation import evaluate
 
