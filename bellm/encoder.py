@@ -20,9 +20,9 @@ from bellm.backbone import BellmBackbone, SentenceEncoderModule, truncate_decode
 from bellm.config import DegenerateConfigWarning, EncoderConfig, encoder_config, warn_if_degenerate  # noqa: F401
 from bellm.contract import read_adapter_descriptor
 from bellm.errors import InputError
+from bellm.frozen_prefix import first_adapted_layer
 from bellm.io import sha256_dir, sha256_text
 from bellm.models import ResolvedModel, load_model, resolve_source
-from bellm.prefix import first_adapted_layer
 from bellm.prompts import resolve_prompt
 from bellm.tokenize import Encoded, RunBatch, as_text_list, embed_texts, encode_one
 

@@ -13,7 +13,7 @@ wrong embeddings. So families are allowed by `config.model_type`, never accepted
 
 Adding a family: check that its decoder forward is exactly embed_tokens → rotary_emb → layers(h, mask,
 position_embeddings, position_ids) → norm, add one `Family(...)` entry to `FAMILIES` below, and add its
-`model_type` to the per-family property tests (`tests/test_families.py`: the k=0 BeLLM forward must equal
+`model_type` to the per-family property tests (`tests/core/test_families.py`: the k=0 BeLLM forward must equal
 the model's own forward; padding and batch invariance; export parity). Torch is not imported here.
 """
 
@@ -33,7 +33,7 @@ LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 HOW_TO_ADD = (
     "To add a family, check its decoder forward is exactly embed_tokens -> rotary_emb -> layers -> norm (no "
     "embedding scaling, soft-capping or parallel blocks), add a Family entry to FAMILIES in bellm/families.py "
-    "and its model_type to tests/test_families.py"
+    "and its model_type to tests/core/test_families.py"
 )
 
 

@@ -58,7 +58,6 @@ def convert_layers(decoder: nn.Module, k: int) -> list[bool]:
     flags = bidirectional_flags(len(attns), k)
     for attn, bidir in zip(attns, flags, strict=True):
         attn.is_causal = not bidir
-    decoder.config.bellm_bidirectional_layers = k
     return flags
 
 

@@ -65,13 +65,13 @@ def embedded_gguf_path(name: str = DEFAULT_MODEL) -> Path:
     return path
 
 
-def _gguf_cache_dir(gguf: Path) -> tuple[Path, str]:
+def _gguf_cache_dir(gguf: Path, convert: bool = True) -> tuple[Path, str]:
     """Convert a GGUF file once to an fp32 safetensors directory keyed by its sha256. Concurrent first users
     (two workers, a test run beside a job) wait on one lock, so the model is converted once and a reader
-    never sees the directory being replaced under it."""
+    never sees the directory being replaced under it. `convert=False`: only where it would be."""
     digest = sha256_file(gguf)
     dest = cache_dir("models") / digest
-    if (dest / _MARKER).is_file():
+    if (dest / _MARKER).is_file() or not convert:
         return dest, digest
     with file_lock(dest.parent / f".{digest}.lock", timeout=None, what=f"the conversion of {gguf.name}"):
         if not (dest / _MARKER).is_file():  # converted while we waited?
@@ -118,16 +118,17 @@ def hub_id(source: str) -> str | None:
     return None
 
 
-def resolve_source(source: str) -> ResolvedModel:
-    """One string → a local directory to load from (converting GGUF once)."""
+def resolve_source(source: str, convert: bool = True) -> ResolvedModel:
+    """One string → a local directory to load from (converting GGUF once; `convert=False`: only its sha256 and
+    where it will be, e.g. to compute a cache key)."""
     if source in EMBEDDED:
-        path, digest = _gguf_cache_dir(embedded_gguf_path(source))
+        path, digest = _gguf_cache_dir(embedded_gguf_path(source), convert)
         return ResolvedModel(source, str(path), "embedded", digest)
     p = Path(source).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():
             raise ModelSourceError(f"{source}: GGUF file not found")
-        path, digest = _gguf_cache_dir(p.resolve())
+        path, digest = _gguf_cache_dir(p.resolve(), convert)
         return ResolvedModel(source, str(path), "gguf", digest)
     if p.is_dir():
         if not (p / "config.json").is_file():

@@ -84,6 +84,20 @@ def _environ(pid: int) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
 
 
+def legacy_ephemeral_server(pid: int, env: dict[str, str]) -> bool:
+    """An ephemeral Prefect server of this bellm home started before `bellm.parentwatch` (no owner recorded)
+    whose parent is gone (re-parented to init): `bellm runs gc` stops it."""
+    from bellm.paths import bellm_home
+
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return (b"prefect.server.api.server:create_app" in cmd and env.get("PREFECT__SERVER_EPHEMERAL") == "1"
+            and env.get("PREFECT_HOME") == str(bellm_home() / "prefect") and ppid == 1)
+
+
 def stop_orphans(also: Callable[[int, dict[str, str]], bool] | None = None, wait_s: float = 10.0) -> list[int]:
     """SIGTERM (then SIGKILL after `wait_s`) this user's processes whose OWNER_ENV names a dead owner, and
     those `also(pid, environ)` accepts. Linux `/proc` only (elsewhere: nothing). Returns the pids stopped."""

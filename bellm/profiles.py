@@ -27,6 +27,9 @@ PROFILE_SUMMARY: dict[str, str] = {  # one line each, for --help (a test checks 
 }
 
 
+DEFAULT_PROFILE: str = RunConfig.model_fields["profile"].default
+
+
 def profiles_help() -> str:
     """`quick (…) | standard (…) | …`: the profile list as --help shows it."""
     return " | ".join(f"{name} ({what})" for name, what in PROFILE_SUMMARY.items())
@@ -128,8 +131,17 @@ def read_config_file(file: str | Path) -> dict[str, Any]:
     return read_json_object(file, "a config file of overrides", ConfigError)
 
 
+def overrides_of(items: list[str], file: str | Path | None = None) -> dict[str, Any]:
+    """The one `--set`/`--config` parser: a config file's overrides ← `key=value` items, as dotted keys."""
+    out = read_config_file(file) if file is not None else {}
+    for item in items:
+        keys, value = parse_override(item)
+        out[".".join(keys)] = value
+    return out
+
+
 def build_config(
-    profile: str = "quick",
+    profile: str = DEFAULT_PROFILE,
     overrides: dict[str, Any] | list[str] | None = None,
     file: str | Path | None = None,
 ) -> RunConfig:
@@ -139,16 +151,12 @@ def build_config(
     tree: dict[str, Any] = _deep_merge({"profile": profile}, PROFILES[profile])
     if file is not None:
         tree = _deep_merge(tree, read_config_file(file))
-    if isinstance(overrides, dict):
-        # Nested dicts merge; dotted keys ({"train.lr": 1e-4}, as Prefect `--param`s) set one field.
-        for key, value in overrides.items():
-            if "." in key:
-                _set_path(tree, key.split("."), value)
-            else:
-                tree = _deep_merge(tree, {key: value})
-    else:
-        for item in overrides or []:
-            _set_path(tree, *parse_override(item))
+    # Nested dicts merge; dotted keys ({"train.lr": 1e-4}, as Prefect `--param`s and `--set`) set one field.
+    for key, value in (overrides_of(overrides) if isinstance(overrides, list) else overrides or {}).items():
+        if "." in key:
+            _set_path(tree, key.split("."), value)
+        else:
+            tree = _deep_merge(tree, {key: value})
     if tree.get("profile") != profile:
         raise ConfigError(f"profile: the profile is chosen with --profile ({profile!r}), not overridden "
                           f"(got {tree.get('profile')!r}): a run's profile decides what it is compared with")

@@ -23,7 +23,7 @@ ENCODING_MODULES: tuple[str, ...] = (
 )
 
 # Modules (files or packages, relative to `bellm/`) that no training, evaluation or export result can
-# depend on: they only present, serve, store or aggregate results. tests/test_provenance.py checks that
+# depend on: they only present, serve, store or aggregate results. tests/core/test_provenance.py checks that
 # no fingerprinted module imports one of them.
 NON_NUMERIC: tuple[str, ...] = (
     "ablation.py", "cli", "gates.py", "liveness.py", "parentwatch.py", "registry.py", "report.py", "serve",

@@ -5,13 +5,14 @@ dev-set curve (STS-B dev Spearman every `eval_every` steps, the best step kept),
 is scored once more on each selection set (STS-B dev, SICK-R dev). Test splits are refused here: they
 are for reporting a finished recipe (`bellm eval`, or the flow's report), never for choosing one.
 
-Trials are resumable and cached: a trial's directory is keyed by its configuration's fingerprint, a
-half-trained trial resumes from its checkpoints, and a finished one (``result.json``) is never recomputed.
+Trials run through the one trial engine (`bellm.trial`: trained once per configuration, shared with `bellm run`
+and the ablation); a scored trial (``result.json``, keyed by `bellm.keys.trial_key`) is never recomputed.
 Pure functions for the table and plot; `run_trial` is the only one with side effects.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -24,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bellm.ablation import to_csv, to_markdown
 from bellm.config import PREFIX_CACHE_GB, RunConfig
 from bellm.errors import InputError
-from bellm.io import read_json_object, sha256_file, sha256_text, write_json_atomic, write_text_atomic
+from bellm.io import read_json_object, sha256_text, write_json_atomic, write_text_atomic
 from bellm.paths import STS_DIR, bellm_home, portable_path
 from bellm.profiles import build_config
-from bellm.splits import is_test_split, refuse_test_splits
+from bellm.splits import refuse_test_splits
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class SweepSpec(BaseModel):
     final_max_pairs: int | None = Field(None, ge=1, description="cap pairs when scoring selected adapters")
     prefix_cache_gb: float = Field(
         PREFIX_CACHE_GB, ge=0,
-        description="memory for the frozen-prefix cache (bellm.prefix; 0: off): trials adapting the same top "
+        description="memory for the frozen-prefix cache (bellm.frozen_prefix; 0: off): trials adapting the same top "
         "layers of one base model share the states below them; the numbers are the same either way",
     )
 
@@ -82,37 +83,36 @@ def trial_config(spec: SweepSpec, name: str) -> RunConfig:
     over = {**spec.base, **spec.trials[name], "train.eval_every": spec.eval_every, "data.dev_pairs": spec.dev,
             "train.select_best": True}
     cfg = build_config(spec.profile, over)
-    for path in cfg.data.train_pairs + cfg.data.train_triplets:
-        if is_test_split(path):
-            raise InputError(f"trial {name}: trains on test split {path}")
+    refuse_test_splits(cfg.data.train_pairs + cfg.data.train_triplets, f"trial {name}'s training data")
     return cfg
 
 
-# Training settings a resume may change (bellm.training.loop.NON_NUMERIC_TRAIN) that still pick a trial's adapter.
-SELECTION_SETTINGS = ("eval_every", "eval_max_pairs", "select_best")
+@functools.cache
+def _base_sha256(source: str) -> str:  # once per process: the report re-keys every trial after each one
+    from bellm.models import resolve_source
+
+    return resolve_source(source, convert=False).sha256
 
 
-def trial_key(cfg: RunConfig, extra_files: Sequence[str] = ()) -> str:
-    """What determines a trial's outcome: the training fingerprint (settings + training files' contents), the
-    contents of the selection files, the dev curve's settings (they choose which step's adapter the trial keeps,
-    though a resume may change them) and the code fingerprint (a code fix is never hidden behind a cached trial,
-    as for every other cache: docs/guarantees.md). Progress bars and thread counts are excluded."""
-    from bellm.provenance import code_fingerprint
-    from bellm.training.loop import config_fingerprint
+def trial_key(spec: SweepSpec, cfg: RunConfig, data_sha256: dict[str, str] | None = None) -> str:
+    """`bellm.keys.trial_key`: the trial's training (one directory per configuration, shared with `bellm run` and
+    the ablation) and the selection sets it is scored on (its data is read again: an edited file is a new trial)."""
+    from bellm.keys import trial_key as key
+    from bellm.trial import prepare_data
 
-    files = [*cfg.data.train_pairs, *cfg.data.train_triplets, cfg.data.dev_pairs, *extra_files]
-    trained = config_fingerprint(cfg, [sha256_file(f) if Path(f).is_file() else f for f in files])
-    curve = {k: getattr(cfg.train, k) for k in SELECTION_SETTINGS}
-    return sha256_text(json.dumps([trained, curve, code_fingerprint()], sort_keys=True))[:16]
+    data = data_sha256 or prepare_data(cfg)["sha256"]
+    return key(cfg, [[p] for p in (spec.dev, *spec.extra_dev)], True, spec.final_max_pairs, data,
+               _base_sha256(cfg.model.source))
 
 
 def trials_root() -> Path:
-    """Where finished and half-trained trials live (shared by every sweep: a trial is found by its key)."""
+    """Where finished trials' results live (shared by every sweep: a trial is found by its key); their training
+    is in the one training directory of its configuration (`bellm.keys.train_dir`)."""
     return bellm_home() / "sweeps"
 
 
-def trial_dir(root: Path, name: str, cfg: RunConfig, extra_files: Sequence[str] = ()) -> Path:
-    return root / f"{name}-{trial_key(cfg, extra_files)}"
+def trial_dir(root: Path, spec: SweepSpec, name: str) -> Path:
+    return root / f"{name}-{trial_key(spec, trial_config(spec, name))}"
 
 
 def learning_curve(log_path: Path) -> list[dict[str, float]]:
@@ -127,13 +127,9 @@ def learning_curve(log_path: Path) -> list[dict[str, float]]:
     return out
 
 
-def loss_curve(log_path: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in map(json.loads, log_path.read_text(encoding="utf-8").splitlines())]
-
-
 def finished_trial(spec: SweepSpec, name: str, root: Path) -> dict[str, Any] | None:
     """The cached result of one trial at its current key, or None if it has not finished."""
-    done = trial_dir(root, name, trial_config(spec, name), spec.extra_dev) / RESULT
+    done = trial_dir(root, spec, name) / RESULT
     return json.loads(done.read_text(encoding="utf-8")) if done.is_file() else None
 
 
@@ -144,62 +140,41 @@ def finished_results(spec: SweepSpec, root: Path) -> list[dict[str, Any]]:
 
 
 def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) one trial and score its selected adapter on every selection set; cached."""
+    """Train (or resume, or reuse) one trial through `bellm.trial.run_trial` and score its selected adapter on
+    every selection set; the result is cached."""
     cached = finished_trial(spec, name, root)
     if cached is not None:
         return cached
-    cfg = trial_config(spec, name)
-    out = trial_dir(root, name, cfg, spec.extra_dev)
-    done = out / RESULT
-    from bellm import prefix
-    from bellm.training import load_trained_encoder, train
+    from bellm import trial
 
-    prefix.enable(spec.prefix_cache_gb)  # the process's stores outlive this trial: the next one reuses them
-    before = prefix.stats()
-    res = train(cfg, out, progress=progress)
-    cache = prefix_share(before, prefix.stats())
-    curve = learning_curve(res.log_path)
-    encoder = load_trained_encoder(res.adapter_dir)
-    selection: dict[str, float | None] = {}
-    for path in [spec.dev, *spec.extra_dev]:
-        selection[_set_name(path)] = score_file(encoder, path, cfg.eval.batch_size, spec.final_max_pairs)
+    cfg = trial_config(spec, name)
+    data = trial.prepare_data(cfg)["sha256"]
+    out = root / f"{name}-{trial_key(spec, cfg, data)}"
+    sets = [spec.dev, *spec.extra_dev]
+    res = trial.run_trial(cfg, [[p] for p in sets], max_pairs=spec.final_max_pairs, data_sha256=data,
+                          base=_base_sha256(cfg.model.source), prefix_cache_gb=spec.prefix_cache_gb, progress=progress)
+    curve = learning_curve(Path(res.train["log"]))
     result = {
         "name": name,
         "key": out.name.rsplit("-", 1)[1],
         "overrides": spec.trials[name],
-        "steps": res.steps,
-        "best_step": res.best_step,
+        "steps": res.train["steps"],
+        "best_step": res.train["best_step"],
         "train_seconds": curve[-1]["seconds"] if curve else None,
-        "wall_seconds": round(res.seconds, 1),
+        "wall_seconds": round(res.train["seconds"], 1),
         "curve": curve,
-        "selection": selection,
-        "prefix_hit_share": cache,
+        "selection": {_set_name(p): next(iter(r["tasks"].values()))["spearman"] for p, r in zip(sets, res.results,
+                                                                                                 strict=True)},
+        "prefix_hit_share": res.prefix_hit_share,
+        "adapter": res.train["adapter_dir"],  # in the training directory of the configuration
     }
-    write_json_atomic(done, result)
+    write_json_atomic(out / RESULT, result)
     return result
-
-
-def prefix_share(before: Mapping[str, int], after: Mapping[str, int]) -> float | None:
-    """The share of this trial's sentences whose frozen-prefix states came from the cache (None: cache off).
-    Training seconds compare only between trials with similar shares: the first trial of a sweep process fills
-    the cache and pays for the frozen layers, later ones mostly do not."""
-    hits, misses = (max(0, after[k] - before[k]) for k in ("hits", "misses"))
-    return round(hits / (hits + misses), 3) if hits + misses else None
 
 
 def _set_name(path: str) -> str:
     p = Path(path)
     return f"{p.parent.name}_{p.stem}"
-
-
-def score_file(encoder: Any, path: str, batch_size: int = 32, max_pairs: int | None = None) -> float | None:
-    """Spearman ×100 of an encoder on one pair file (fp32 PyTorch, the reference numbers)."""
-    from bellm.evaluation import evaluate
-    from bellm.sts import load_file_task
-
-    task = load_file_task(path)
-    result = evaluate(encoder, [path], max_pairs=max_pairs, batch_size=batch_size)
-    return result["tasks"][task.name]["spearman"]
 
 
 def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

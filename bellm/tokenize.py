@@ -117,13 +117,6 @@ def pad_batch(
     return ids, mask, span
 
 
-def encode_batch(
-    tok: Tokenizer, template: str, texts: Sequence[str], max_length: int, pad_id: int = 0, side: str = "right"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tokenise prompted texts and pad them: input_ids, attention_mask, span_mask, each (B,S) int64."""
-    return pad_batch([encode_one(tok, template, t, max_length) for t in texts], pad_id, side)
-
-
 def batches_by_length(encs: Sequence[Encoded], batch_size: int) -> list[np.ndarray]:
     """Index batches over `encs`, longest first, so each batch pads little. Order is restored by the caller."""
     if batch_size < 1:

@@ -1,4 +1,4 @@
-"""What the frozen-prefix cache (`bellm.prefix`) saves a sweep trial on the embedded `quick` recipe (28 layers,
+"""What the frozen-prefix cache (`bellm.frozen_prefix`) saves a sweep trial on the embedded `quick` recipe (28 layers,
 LoRA on the top 8, so the bottom 20 are shared by every trial), on 2 CPU threads, fp32.
 
 - Evaluation: `--sentences` STS-B test sentences encoded with the cache off, then on twice (the first pass fills
@@ -40,11 +40,11 @@ def main() -> None:
     import torch
     from safetensors.torch import load_file
 
-    from bellm import prefix
+    from bellm import frozen_prefix
     from bellm.config import PREFIX_CACHE_GB
     from bellm.encoder import load_encoder
+    from bellm.frozen_prefix import FrozenPrefix
     from bellm.io import write_json_atomic
-    from bellm.prefix import FrozenPrefix
     from bellm.profiles import build_config
     from bellm.training import train
 
@@ -57,20 +57,20 @@ def main() -> None:
 
     enc = load_encoder(cfg.encoder_config)
     enc.module.backbone.prefix = FrozenPrefix(min(frozen, enc.num_layers - enc.k))
-    prefix.disable()
+    frozen_prefix.disable()
     enc.encode(texts[:32])  # warm-up
     t = time.perf_counter()
     direct = enc.encode(texts, show_progress=False)
     t_direct = time.perf_counter() - t
-    prefix.enable(PREFIX_CACHE_GB)
+    frozen_prefix.enable(PREFIX_CACHE_GB)
     t = time.perf_counter()
     fill = enc.encode(texts, show_progress=False)
     t_fill = time.perf_counter() - t
     t = time.perf_counter()
     warm = enc.encode(texts, show_progress=False)
     t_warm = time.perf_counter() - t
-    stored = prefix.stats()
-    prefix.disable()
+    stored = frozen_prefix.stats()
+    frozen_prefix.disable()
     del enc
 
     def run(tmp: Path, name: str) -> tuple[float, dict]:
@@ -81,10 +81,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bellm-prefix-bench-") as tmp:
         s_off, a_off = run(Path(tmp), "off")
-        prefix.enable(PREFIX_CACHE_GB)
+        frozen_prefix.enable(PREFIX_CACHE_GB)
         s_cold, _ = run(Path(tmp), "cold")
         s_warm, a_warm = run(Path(tmp), "warm")
-        prefix.disable()
+        frozen_prefix.disable()
     adapter_diff = max((a_off[k] - a_warm[k]).abs().max().item() for k in a_off)
 
     out = {

@@ -25,7 +25,7 @@ from typing import Any
 from bellm.evaluation import evaluate
 from bellm.io import write_json_atomic
 from bellm.sts import unseen_average
-from bellm.sweep import SweepSpec, trial_config, trial_dir, trials_root
+from bellm.sweep import SweepSpec, trial_dir, trials_root
 from bellm.training import load_trained_encoder
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,8 +37,7 @@ def trial_dirs(args: argparse.Namespace) -> list[Path]:
     if not (args.spec and args.trials):
         raise SystemExit("give --spec SPEC --trials NAMES, or --trial-dir DIR")
     spec = SweepSpec.load(Path(args.spec))
-    return [trial_dir(trials_root(), n, trial_config(spec, n), spec.extra_dev)
-            for n in args.trials.split(",")]
+    return [trial_dir(trials_root(), spec, n) for n in args.trials.split(",")]
 
 
 def encoder(adapter: Path, engine: str, tmp: Path) -> Any:
@@ -63,15 +62,16 @@ def main() -> None:
     args = ap.parse_args()
     suite: str | list[str] = args.suite if args.suite in ("full", "gate") else args.suite.split(",")
     for d in trial_dirs(args):
-        if not (d / "adapter" / "bellm.json").is_file():
+        if not (d / "result.json").is_file():
             raise SystemExit(f"{d}: no finished trial there (run its sweep first)")
-        name = json.loads((d / "result.json").read_text())["name"]
+        done = json.loads((d / "result.json").read_text())
+        name, adapter = done["name"], Path(done.get("adapter") or d / "adapter")  # trials before 2026-12 held theirs
         with tempfile.TemporaryDirectory() as tmp:
-            res = evaluate(encoder(d / "adapter", args.engine, Path(tmp)), suite)
+            res = evaluate(encoder(adapter, args.engine, Path(tmp)), suite)
         row = {t: round(b["spearman"], 2) for t, b in res["tasks"].items()}
         # The 7-task avg, and beside the in-domain STS-B / SICK-R the STS12-16 avg (unseen domains; None
         # unless the suite has all five).
-        out = {"trial": name, "adapter": str(d / "adapter"), "engine": args.engine, "suite": res["suite"],
+        out = {"trial": name, "adapter": str(adapter), "engine": args.engine, "suite": res["suite"],
                "spearman": row, "avg": res["avg"], "unseen_avg": unseen_average(res["tasks"]),
                "seconds": res["seconds"]}
         write_json_atomic(RESULTS / f"recipe_test_{name}_{args.suite.replace(',', '-')}.json", out)

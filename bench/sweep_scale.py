@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bellm.paths import bellm_home  # noqa: E402
-from flows.runners import usable_cores  # noqa: E402
+from bellm_app.flows.runners import usable_cores  # noqa: E402
 
 
 def sweep_cmd(model: str, arts: Path, args: argparse.Namespace, runner: list[str]) -> list[str]:

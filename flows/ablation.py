@@ -37,10 +37,10 @@ from bellm.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bellm.paths import REPO_ROOT
 from bellm.profiles import build_config
 from bellm.registry import root_dir
-from flows.runners import Runner, run_trials
-from tasks.ablation import run_trial
-from tasks.data import prepare_data
-from tasks.train import resolve_model
+from bellm_app.flows.runners import Runner, run_trials
+from bellm_app.tasks.ablation import run_trial
+from bellm_app.tasks.data import prepare_data
+from bellm_app.tasks.train import resolve_model
 
 
 def trials_store(artifacts_dir: str | None) -> Path:

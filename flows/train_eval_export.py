@@ -21,11 +21,11 @@ from bellm.config import preflight
 from bellm.paths import portable_path
 from bellm.precision import fastest_faithful_engine
 from bellm.profiles import build_config
-from tasks.data import prepare_data
-from tasks.evaluate import enforce_gates_task, evaluate_suite
-from tasks.export import export_variants, export_zero_shot
-from tasks.registry import copy_adapter, finish_run, open_run, publish_report, read_champion, record
-from tasks.train import resolve_model, train_adapter
+from bellm_app.tasks.data import prepare_data
+from bellm_app.tasks.evaluate import enforce_gates_task, evaluate_suite
+from bellm_app.tasks.export import export_variants, export_zero_shot
+from bellm_app.tasks.registry import copy_adapter, finish_run, open_run, publish_report, read_champion, record
+from bellm_app.tasks.train import resolve_model, train_adapter
 
 
 class _Timer:

@@ -7,8 +7,6 @@ gate must fail the flow run. `retrying_task` is the one way a task gets that pol
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from bellm.config import ConfigError
@@ -48,9 +46,3 @@ def retrying_task(name: str, **kwargs: Any) -> Any:
 
     return task(name=name, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
                 retry_condition_fn=retry_transient, **kwargs)
-
-
-def content_key(*parts: Any) -> str:
-    """A stable cache key from JSON-serialisable parts (configs, file hashes)."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]

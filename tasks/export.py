@@ -28,14 +28,6 @@ def _score_cached(suite: str | list[str], max_pairs: int | None, batch_size: int
     return score
 
 
-def _zero_shot_key(cfg: RunConfig, base_sha256: str) -> str:
-    from bellm.provenance import code_fingerprint
-    from tasks.common import content_key
-
-    return content_key("zero-shot-onnx", cfg.encoder_config.model_dump(mode="json"), base_sha256,
-                       cfg.export.opset, cfg.export.attention_op, code_fingerprint())
-
-
 @task(name="export-zero-shot", retries=0)
 def export_zero_shot(cfg: RunConfig, base_sha256: str) -> str:
     """The untrained encoder as an fp32 ONNX model (graph check, parity and invariance gated; no STS gate),
@@ -44,10 +36,11 @@ def export_zero_shot(cfg: RunConfig, base_sha256: str) -> str:
     from bellm.contract import DESCRIPTOR_FILE
     from bellm.encoder import load_encoder
     from bellm.export import export_encoder
+    from bellm.keys import zero_shot_key
     from bellm.locks import file_lock
     from bellm.paths import cache_dir
 
-    out = cache_dir("zero_shot_onnx") / _zero_shot_key(cfg, base_sha256)
+    out = cache_dir("zero_shot_onnx") / zero_shot_key(cfg, base_sha256)
     # One builder at a time (two flows may start together); export_encoder publishes atomically.
     with file_lock(out.with_suffix(".lock"), timeout=None, what="zero-shot export"):
         if not (out / "fp32" / DESCRIPTOR_FILE).is_file():

@@ -12,7 +12,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from bellm.config import EncoderConfig, RunConfig
 from bellm.liveness import Heartbeat
 from bellm.registry import RegistryError, Run, champion_result, new_run, promote, setting_of, update_manifest
-from tasks.common import retrying_task
+from bellm_app.tasks.common import retrying_task
 
 
 def _run(run_dir: str) -> Run:
@@ -71,7 +71,7 @@ def publish_report(
     """
     from bellm.evaluation import evaluate_with_scores
     from bellm.report import comparison_rows, report_markdown, write_report
-    from tasks.evaluate import load_for_eval
+    from bellm.trial import load_for_eval
 
     _, scores = evaluate_with_scores(load_for_eval(encoder, adapter), ["stsb"], max_pairs=max_pairs)
     core = ("trained", "zero_shot", "baseline")

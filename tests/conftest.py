@@ -30,8 +30,8 @@ def _no_prefix_cache_after_a_test():
     yield
     import sys
 
-    if "bellm.prefix" in sys.modules:
-        sys.modules["bellm.prefix"].disable()
+    if "bellm.frozen_prefix" in sys.modules:
+        sys.modules["bellm.frozen_prefix"].disable()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -100,20 +100,58 @@ def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory, embedded_dir: P
     return factory
 
 
-# Test files by measured cost, heaviest first (seconds of one quiet `pytest --durations=0` run, summed per file;
-# BENCHMARKS.md "The test suite (CI)"). `make test` runs them in this order (`--no-loadscope-reorder`): xdist's default
-# orders files by *test count*, which put the one-test files that take minutes (the real-model export, the
-# deployment) last, so one worker ran them alone while the other sat idle. Unlisted files follow, in
-# collection order.
-HEAVY_FIRST: tuple[str, ...] = (
-    "test_scale.py", "test_export_real.py", "test_deployment.py", "test_export.py", "test_ablation.py",
-    "test_flow.py", "test_training_resume.py", "test_export_invariance.py", "test_training.py",
-    "test_baseline_minilm.py", "test_export_optimize.py", "test_training_ddp.py", "test_serve.py",
-    "test_cli_run.py", "test_sweep.py", "test_cli_adapter.py", "test_keep_layers.py", "test_export_cli.py",
-    "test_export_share.py",
-)
+# The layers, one folder each (tests/<layer>/): every test gets its folder's marker, so `-m "not app"` etc. select
+# by what a test exercises. `app` is the Prefect application (flows, tasks, deployments, a Prefect server).
+LAYERS = ("core", "export", "serve", "app")
+# Heaviest files first, without a list of names: `make test` hands files to its two workers in collection order
+# (`--no-loadscope-reorder`), and a one-test file that takes minutes handed out last leaves one worker idle. A
+# file's cost is what this machine measured last time (pytest's cache, written at the end of every run), else an
+# estimate from what its tests need: seconds per test by need (nothing / a tiny model or an export / a Prefect
+# flow or a process group / the real model), measured on the suite of 2026-11-30 (BENCHMARKS.md).
+NEED_SECONDS = (0.5, 5.0, 30.0, 60.0)
+DURATIONS_KEY = "bellm/file_seconds"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda it: rank.get(it.path.name, len(HEAVY_FIRST)))  # stable: file order kept within a rank
+def _need(item: pytest.Item) -> int:
+    if item.get_closest_marker("slow"):
+        return 3
+    if item.get_closest_marker("app") or item.get_closest_marker("processes"):
+        return 2
+    uses_model = {"tiny_model_dir", "tiny_model_factory", "embedded_dir"} & set(getattr(item, "fixturenames", ()))
+    return 1 if uses_model or item.get_closest_marker("export") else 0
+
+
+def _file(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # the layer markers must be on before `-m` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in LAYERS:
+            item.add_marker(item.path.parent.name)
+    cache = getattr(config, "cache", None)
+    measured: dict[str, float] = cache.get(DURATIONS_KEY, {}) if cache is not None else {}
+    estimate: dict[str, float] = {}
+    for item in items:
+        estimate[_file(item)] = estimate.get(_file(item), 0.0) + NEED_SECONDS[_need(item)]
+    cost = {f: measured.get(f, e) for f, e in estimate.items()}
+    items.sort(key=lambda it: -cost[_file(it)])  # stable: the order within a file is kept
+
+
+_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Sum each file's setup + call + teardown seconds (under xdist, the controller receives every worker's)."""
+    f = report.nodeid.split("::", 1)[0]
+    _seconds[f] = _seconds.get(f, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Record the files' seconds of an unfiltered run (a `-k`/`-m` run measures part of a file)."""
+    cfg = session.config
+    cache = getattr(cfg, "cache", None)
+    if cache is None or hasattr(cfg, "workerinput") or not _seconds or cfg.option.keyword or cfg.option.markexpr:
+        return
+    cache.set(DURATIONS_KEY, {**cache.get(DURATIONS_KEY, {}), **{f: round(s, 1) for f, s in _seconds.items()}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -24,6 +25,9 @@ app = typer.Typer(
 )
 
 
+PLUGIN_GROUP = "bellm.commands"
+
+
 @app.callback()
 def _root() -> None:
     """bellm: BeLLM sentence encoders from decoder LLMs."""
@@ -33,12 +37,29 @@ def _register() -> None:
     # Each module adds its command(s) to `app` on import.
     from bellm.cli import encode  # noqa: F401
 
-    for optional in ("eval", "train", "export", "runs", "run", "ablate", "sweep", "serve"):
+    for optional in ("eval", "train", "export", "runs", "sweep", "serve"):
         try:
             __import__(f"bellm.cli.{optional}")
         except ModuleNotFoundError as e:
             if e.name != f"bellm.cli.{optional}":
                 raise
+    for module in command_plugins():
+        importlib.import_module(module)
+
+
+def command_plugins() -> list[str]:
+    """Modules adding commands from outside the library (`run`, `ablate`: with the flows, in `bellm_app`): the
+    `bellm.commands` entry points installed, and those of the checkout's pyproject.toml (no reinstall needed)."""
+    import tomllib
+    from importlib.metadata import entry_points
+
+    from bellm.paths import REPO_ROOT
+
+    found = {ep.value for ep in entry_points(group=PLUGIN_GROUP)}
+    if (pyproject := REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "bellm").is_dir():
+        declared = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("entry-points", {})
+        found |= set(declared.get(PLUGIN_GROUP, {}).values())
+    return sorted(found)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from bellm.errors import BusyError, InputError
+from bellm.profiles import DEFAULT_PROFILE, profiles_help
 
 DTYPE_HELP = (
     "inference precision: auto (bf16 where the CPU/GPU computes it natively and it agrees with fp32 on a few "
@@ -34,3 +35,9 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+
+
+# The run-config options of every command that builds a `RunConfig` (one definition: run, train, ablate).
+PROFILE = typer.Option(DEFAULT_PROFILE, "--profile", "-p", help=profiles_help())
+SET = typer.Option([], "--set", help="override a config field: section.field=value (JSON value; repeatable)")
+CONFIG = typer.Option(None, "--config", help="a JSON file of config overrides")

@@ -11,6 +11,7 @@ import typer
 from bellm.cli import app
 from bellm.cli.common import DTYPE_HELP, check_output_dir, user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
+from bellm.config import GateConfig
 from bellm.errors import InputError
 
 SUITE_HELP = (
@@ -61,6 +62,11 @@ def _print_table(result: dict[str, Any], others: dict[str, Any]) -> None:
     typer.echo(markdown_table(comparison_rows(result, **others)))
 
 
+def _gate_help(field: str) -> str:
+    """A gate option's help: the `GateConfig` field's description (the gates are declared there, once)."""
+    return "gate: " + (GateConfig.model_fields[field].description or field)
+
+
 @app.command("eval")
 @encoder_options
 def eval_command(
@@ -74,13 +80,12 @@ def eval_command(
     zero_shot: bool = typer.Option(False, "--zero-shot", help="with --adapter: also evaluate the base model "
                                    "without it, as the report's zero-shot column"),
     config: Path | None = typer.Option(None, help="a run config JSON; its eval.gates are the starting gates"),
-    min_avg: float | None = typer.Option(None, help="gate: minimum average Spearman x100"),
-    min_task: list[str] = typer.Option([], help="gate: TASK=MIN Spearman x100, e.g. stsb_dev=70 (repeatable)"),
+    min_avg: float | None = typer.Option(None, help=_gate_help("min_avg")),
+    min_task: list[str] = typer.Option([], help=_gate_help("min_task") + ": TASK=MIN, e.g. stsb_dev=70 (repeatable)"),
     champion: str | None = typer.Option(None, help="champion to compare with: a metrics.json, a run directory, "
                                         "or 'registry' (the registry's current champion)"),
-    max_regression: float | None = typer.Option(None, min=0, help="gate: max drop of avg vs the champion (points)"),
-    max_task_regression: float | None = typer.Option(None, min=0,
-                                                     help="gate: max drop of any task vs the champion (points)"),
+    max_regression: float | None = typer.Option(None, min=0, help=_gate_help("max_regression")),
+    max_task_regression: float | None = typer.Option(None, min=0, help=_gate_help("max_task_regression")),
     cache: bool = typer.Option(True, help="reuse and store embeddings in $BELLM_HOME/cache/embeddings"),
     dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
@@ -95,23 +100,19 @@ def eval_command(
     """
     from pydantic import ValidationError
 
-    from bellm.config import ConfigError, GateConfig
+    from bellm.config import ConfigError
     from bellm.evaluation import evaluate_with_scores
     from bellm.gates import check_gates
     from bellm.profiles import build_config
 
     with user_errors():
         gates = build_config(file=config).eval.gates if config else GateConfig()
-        updates: dict[str, Any] = {}
-        if min_task:
-            updates["min_task"] = {**gates.min_task, **parse_min_task(min_task)}
-        for key, value in (("min_avg", min_avg), ("max_regression", max_regression),
-                           ("max_task_regression", max_task_regression)):
-            if value is not None:
-                updates[key] = value
+        given = {"min_avg": min_avg, "max_regression": max_regression, "max_task_regression": max_task_regression,
+                 "min_task": {**gates.min_task, **parse_min_task(min_task)} if min_task else None}
+        given = {k: v for k, v in given.items() if v is not None}
         check_output_dir(output)
         try:
-            gates = GateConfig.model_validate({**gates.model_dump(), **updates})
+            gates = GateConfig.model_validate({**gates.model_dump(), **given})
         except ValidationError as e:  # e.g. --min-avg NaN
             raise ConfigError("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
                                         for err in e.errors())) from None

@@ -113,9 +113,8 @@ def gc_cmd(artifacts: Path | None = RootOpt) -> None:
     """Clean up after killed processes: mark dead `running` runs `interrupted`, delete temp directories of
     interrupted writes (in the registry and in $BELLM_HOME), delete the ONNX models of runs that failed or
     were interrupted, and stop ephemeral Prefect servers whose `bellm run` is gone."""
-    from bellm.cli.run import legacy_ephemeral_server
     from bellm.io import remove_leftovers
-    from bellm.parentwatch import stop_orphans
+    from bellm.parentwatch import legacy_ephemeral_server, stop_orphans
     from bellm.paths import bellm_home
     from bellm.registry import gc
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import check_output_dir, user_errors
+from bellm.cli.common import CONFIG, PROFILE, SET, check_output_dir, user_errors
 
 
 def torchrun_command(nproc: int, config_file: Path, output: Path) -> list[str]:
@@ -24,9 +24,9 @@ def torchrun_command(nproc: int, config_file: Path, output: Path) -> list[str]:
 @app.command("train")
 def train_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="run directory; rerunning the same command resumes"),
-    profile: str = typer.Option("quick", help="quick (2-core CPU, ~15 min) | paper (BeLLM's GPU setting) | smoke"),
-    config: Path | None = typer.Option(None, "--config", help="JSON file with config overrides"),
-    set_: list[str] = typer.Option([], "--set", help="override a setting, e.g. --set train.lr=1e-4 (repeatable)"),
+    profile: str = PROFILE,
+    config: Path | None = CONFIG,
+    set_: list[str] = SET,
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train a LoRA adapter into OUTPUT/adapter (resumes from OUTPUT/checkpoints when present).

@@ -48,7 +48,7 @@ from bellm.export.parity import (
 )
 from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
 from bellm.export.rowquant import calibration_encodings
-from bellm.export.st import write_sentence_transformers
+from bellm.export.st_package import write_sentence_transformers
 from bellm.export.trace import PAD_VISIBILITY, quiet_exporter, trace
 from bellm.export.variants import EXTERNAL_DATA_BYTES, quantize_int8
 from bellm.io import atomic_path, sha256_file, write_json_atomic

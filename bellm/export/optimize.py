@@ -10,7 +10,7 @@ and its build takes half the time (BENCHMARKS.md, "Export time: the graph optimi
 Everything else is what torch 2.13's exporter runs (`onnxscript._framework_apis.torch_2_8.optimize`): inline,
 constant folding + the other rewrite rules + dead-code removal to a fixed point (2 rounds), lift constants,
 deduplicate initializers, CSE, name fixes; then the opset-23 fusions that `bellm.export.trace` relies on
-(RMSNorm → `RMSNormalization`, RoPE → `RotaryEmbedding`). `tests/test_export_optimize.py` checks that the result
+(RMSNorm → `RMSNormalization`, RoPE → `RotaryEmbedding`). `tests/export/test_export_optimize.py` checks that the result
 is the default optimizer's, node for node, on a tiny model.
 """
 

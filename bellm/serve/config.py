@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from bellm.config import _Section
+from bellm.config import Section
 
 
-class ServeConfig(_Section):
+class ServeConfig(Section):
     """`bellm serve` (not part of a run): dynamic batching, request limits, execution."""
 
     host: str = "127.0.0.1"

@@ -4,8 +4,8 @@
     result = train(build_config("quick"), Path("runs/quick"))   # resumes if runs/quick/checkpoints exists
     enc = load_trained_encoder(result.adapter_dir)
 
-Modules: `batches` (data order), `loop` (the loop), `checkpoint`, `distributed`, `model` (LoRA +
-adapter directory), `optim`, `evaluate` (dev Spearman). Multi-process: `bellm train` relaunches itself
+Modules: `batches` (data order), `loop` (the loop), `checkpoint`, `distributed`, `adapter` (LoRA +
+adapter directory), `optim`, `dev_score` (dev Spearman). Multi-process: `bellm train` relaunches itself
 under torchrun when `train.nproc_per_node > 1`, or run `torchrun -m bellm.training --config C --output D`.
 """
 
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["TrainResult", "load_trained_encoder", "read_metadata", "train"]
 
 if TYPE_CHECKING:
+    from bellm.training.adapter import load_trained_encoder, read_metadata
     from bellm.training.loop import TrainResult, train
-    from bellm.training.model import load_trained_encoder, read_metadata
 
 
 def __getattr__(name: str) -> Any:
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(loop, name)
     if name in ("load_trained_encoder", "read_metadata"):
-        from bellm.training import model
+        from bellm.training import adapter
 
-        return getattr(model, name)
+        return getattr(adapter, name)
     raise AttributeError(name)

@@ -23,18 +23,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from bellm.config import RunConfig, training_tree
+from bellm.config import RunConfig
 from bellm.contract import AdapterDescriptor
 from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
 from bellm.errors import InputError
 from bellm.hardware import autocast
-from bellm.io import atomic_path, sha256_text, write_json_atomic, write_text_atomic
+from bellm.io import atomic_path, write_json_atomic, write_text_atomic
+from bellm.keys import resume_fingerprint
 from bellm.locks import file_lock
 from bellm.losses import pair_objective, triplet_objective
 from bellm.models import resolve_source
 from bellm.training import checkpoint as ckpt
 from bellm.training import distributed as D
+from bellm.training.adapter import adapter_metadata, build_lora_module, count_parameters, save_adapter
 from bellm.training.batches import (
     DataPosition,
     MicroBatch,
@@ -44,19 +46,13 @@ from bellm.training.batches import (
     make_micro_batch,
     micro_indices,
 )
-from bellm.training.evaluate import dev_spearman
-from bellm.training.model import adapter_metadata, build_lora_module, count_parameters, save_adapter
+from bellm.training.dev_score import dev_spearman
 from bellm.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
 PARTS = ("loss", "cosine", "ibn", "angle")
 LOCK_FILE = ".train.lock"
-# Settings that do not change the numbers, so they may differ between a run and its resume.
-NON_NUMERIC_TRAIN = {"checkpoint_every", "keep_checkpoints", "eval_every", "select_best", "num_threads", "progress",
-                     "eval_max_pairs"}
-
-
 @dataclass(frozen=True)
 class TrainResult:
     adapter_dir: Path
@@ -67,15 +63,6 @@ class TrainResult:
     resumed_from: int | None = None
     best_step: int | None = None
     best_dev_spearman: float | None = None
-
-
-def config_fingerprint(cfg: RunConfig, data_sha256: list[str] | None = None) -> str:
-    """Hash of every setting that affects the trained weights and of the training files' contents (a resume
-    must match it: checkpoints of an edited data file are not resumed)."""
-    tree = training_tree(cfg)
-    for key in NON_NUMERIC_TRAIN:
-        tree["train"].pop(key, None)
-    return sha256_text(json.dumps({"config": tree, "data": data_sha256 or []}, sort_keys=True))[:16]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -148,7 +135,7 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.last_loss = float("nan")
         self.resumed_from: int | None = None
-        self.fingerprint = config_fingerprint(cfg, [f["sha256"] for f in self.data.files])
+        self.fingerprint = resume_fingerprint(cfg, [f["sha256"] for f in self.data.files])
         self.log_path = out_dir / "train_log.jsonl"
         self.ckpt_root = out_dir / "checkpoints"
         self.cuda = info.device.type == "cuda"
@@ -271,7 +258,7 @@ class Trainer:
             assert self.dev is not None
             with autocast(self.cfg.train.precision, self.info.device.type):
                 score = dev_spearman(self.module, self.tok, self.template, self.dev, self.cfg.encoder.max_length,
-                                     self.cfg.eval.batch_size, self.info.device)
+                                     self.cfg.eval.batch_size)
             if self.best is None or score > self.best["dev_spearman"]:
                 self.best = {"step": self.step, "dev_spearman": score}
                 save_adapter(self.out / "best", self.peft,

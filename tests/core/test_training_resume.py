@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.processes  # kills and restarts `bellm train` processes
+
 
 def bellm_cmd(model_dir: Path, out: Path) -> list[str]:
     exe = Path(sys.executable).with_name("bellm")

@@ -13,7 +13,7 @@ import pytest
 from export_helpers import SCORES, shared_export
 
 from bellm.export.card import model_card, run_card_info
-from bellm.export.st import MODULE_FILE, TOKENIZE_FILE, is_sentence_transformers_dir
+from bellm.export.st_package import MODULE_FILE, TOKENIZE_FILE, is_sentence_transformers_dir
 from bellm.runtime import OnnxEncoder
 
 TEXTS = ["A man is playing a guitar.", "Two dogs run across a snowy field.", "", "word " * 200, "ok"]

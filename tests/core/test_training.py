@@ -75,7 +75,7 @@ def test_micro_batches_of_ranks_concatenate_to_the_single_process_batch() -> Non
 def test_micro_batch_tokenises_like_the_encoder(tiny_model_dir: Path) -> None:
     from bellm.encoder import hf_backend_tokenizer
     from bellm.prompts import resolve_prompt
-    from bellm.tokenize import encode_batch
+    from bellm.tokenize import encode_one, pad_batch
 
     data = load_train_data(tiny_cfg(tiny_model_dir).data)
     tok = hf_backend_tokenizer(str(tiny_model_dir))
@@ -83,7 +83,7 @@ def test_micro_batch_tokenises_like_the_encoder(tiny_model_dir: Path) -> None:
     idx = np.array([3, 1, 4])
     mb = make_micro_batch(data, "triplets", idx, tok, tpl, 48)
     texts = [data.anchor[i] for i in idx] + [data.positive[i] for i in idx] + [data.negative[i] for i in idx]
-    ids, mask, span = encode_batch(tok, tpl, texts, 48)
+    ids, mask, span = pad_batch([encode_one(tok, tpl, t, 48) for t in texts])  # as the encoder pads
     assert (mb.input_ids.numpy() == ids).all() and (mb.attention_mask.numpy() == mask).all()
     assert (mb.span_mask.numpy() == span).all()
     assert mb.size == 3 and mb.ids.tolist() == text_ids(texts).tolist()
@@ -96,7 +96,7 @@ def test_micro_batch_tokenises_like_the_encoder(tiny_model_dir: Path) -> None:
 def test_lora_keeps_the_bidirectional_conversion(tiny_model_dir: Path) -> None:
     from bellm.backbone import BellmBackbone, SentenceEncoderModule, unwrap_decoder
     from bellm.models import load_model, resolve_source
-    from bellm.training.model import build_lora_module
+    from bellm.training.adapter import build_lora_module
 
     cfg = tiny_cfg(tiny_model_dir, encoder={"bidirectional_layers": 2}, lora={"dropout": 0.0})
     res = resolve_source(str(tiny_model_dir))
@@ -125,7 +125,7 @@ def test_lora_keeps_the_bidirectional_conversion(tiny_model_dir: Path) -> None:
 
 def test_forbidden_lora_targets(tiny_model_dir: Path) -> None:
     from bellm.models import resolve_source
-    from bellm.training.model import build_lora_module
+    from bellm.training.adapter import build_lora_module
 
     cfg = tiny_cfg(tiny_model_dir, lora={"target_modules": ["q_proj", "embed_tokens"]})
     with pytest.raises(ValueError, match="embed_tokens"):
@@ -175,8 +175,8 @@ def test_trained_adapter_loads_as_encoder_matching_training(trained) -> None:
     from safetensors.torch import load_file
 
     from bellm.training import load_trained_encoder
-    from bellm.training.evaluate import embed_texts
-    from bellm.training.model import build_lora_module
+    from bellm.training.adapter import build_lora_module
+    from bellm.training.dev_score import embed_module
 
     cfg, out, result = trained
     enc = load_trained_encoder(result.adapter_dir)
@@ -187,7 +187,7 @@ def test_trained_adapter_loads_as_encoder_matching_training(trained) -> None:
     module, peft_model = build_lora_module(cfg, enc.source)
     saved = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
     set_peft_model_state_dict(peft_model, saved)
-    ref = embed_texts(module, enc.tokenizer, enc.template, texts, 48, 8, torch.device("cpu"))
+    ref = embed_module(module, enc.tokenizer, enc.template, texts, 48, 8)
     assert np.abs(got - ref).max() < 1e-4
 
 
@@ -231,7 +231,7 @@ def test_nproc_without_torchrun_is_a_clear_error(tiny_model_dir: Path, tmp_path:
 def test_lora_on_the_last_layers_only(tiny_model_dir: Path) -> None:
     from bellm.backbone import unwrap_decoder
     from bellm.models import resolve_source
-    from bellm.training.model import build_lora_module
+    from bellm.training.adapter import build_lora_module
 
     cfg = tiny_cfg(tiny_model_dir, lora={"layers": 2})
     module, peft_model = build_lora_module(cfg, resolve_source(str(tiny_model_dir)))
@@ -281,7 +281,7 @@ def test_lr_schedule_warms_up_then_decays() -> None:
 def test_adapter_config_names_the_declared_source_not_a_local_path(tiny_model_dir: Path, tmp_path: Path) -> None:
     """PEFT writes the directory the weights came from; the adapter must name the source the user declared."""
     from bellm.models import resolve_source
-    from bellm.training.model import adapter_metadata, build_lora_module, save_adapter
+    from bellm.training.adapter import adapter_metadata, build_lora_module, save_adapter
 
     declared = tmp_path / "declared-model"
     declared.symlink_to(tiny_model_dir)  # resolves to another path, as the embedded name resolves to a cache dir
@@ -378,8 +378,8 @@ def test_truncated_model_trains_and_reloads_the_same(tiny_model_dir: Path, tmp_p
     from safetensors.torch import load_file
 
     from bellm.training import load_trained_encoder, train
-    from bellm.training.evaluate import embed_texts
-    from bellm.training.model import build_lora_module
+    from bellm.training.adapter import build_lora_module
+    from bellm.training.dev_score import embed_module
 
     cfg = tiny_cfg(tiny_model_dir, encoder={"keep_layers": 3, "bidirectional_layers": 1, "pooling": "mean"},
                    train={"max_steps": 2, "eval_every": 1, "eval_max_pairs": 8, "lr": 1e-3})
@@ -391,7 +391,7 @@ def test_truncated_model_trains_and_reloads_the_same(tiny_model_dir: Path, tmp_p
     texts = ["A man is playing a guitar.", "Two dogs run."]
     module, peft_model = build_lora_module(cfg, enc.source)
     set_peft_model_state_dict(peft_model, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
-    ref = embed_texts(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8, torch.device("cpu"))
+    ref = embed_module(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8)
     assert np.abs(enc.encode(texts) - ref).max() < 1e-4
 
 
@@ -405,7 +405,7 @@ def test_adapter_bytes_do_not_depend_on_the_process(tiny_model_dir: Path, tmp_pa
     code = (
         "import sys, torch; from pathlib import Path; from bellm.profiles import build_config;"
         "from bellm.models import resolve_source; from bellm.io import sha256_dir;"
-        "from bellm.training.model import build_lora_module, declare_base_model;"
+        "from bellm.training.adapter import build_lora_module, declare_base_model;"
         "cfg = build_config('smoke', {'model': {'source': sys.argv[1]}});"
         "torch.manual_seed(0); _, peft = build_lora_module(cfg, resolve_source(sys.argv[1]));"
         "out = Path(sys.argv[2]); peft.save_pretrained(str(out)); declare_base_model(out, sys.argv[1]);"
@@ -429,8 +429,8 @@ def test_span_poolings_train_and_reload_the_same(pooling: str, tiny_model_dir: P
     from safetensors.torch import load_file
 
     from bellm.training import load_trained_encoder, train
-    from bellm.training.evaluate import embed_texts
-    from bellm.training.model import build_lora_module
+    from bellm.training.adapter import build_lora_module
+    from bellm.training.dev_score import embed_module
 
     cfg = tiny_cfg(tiny_model_dir, encoder={"bidirectional_layers": 2, "pooling": pooling},
                    train={"max_steps": 2, "eval_every": 1, "eval_max_pairs": 8, "lr": 1e-3})
@@ -440,5 +440,5 @@ def test_span_poolings_train_and_reload_the_same(pooling: str, tiny_model_dir: P
     texts = ["A man is playing a guitar.", "Two dogs run."]
     module, peft_model = build_lora_module(cfg, enc.source)
     set_peft_model_state_dict(peft_model, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
-    ref = embed_texts(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8, torch.device("cpu"))
+    ref = embed_module(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8)
     assert np.abs(enc.encode(texts) - ref).max() < 1e-4

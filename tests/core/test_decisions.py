@@ -22,7 +22,7 @@ GATED = {"eval": {"gates": {"min_task": {"stsb_dev": 60.0}, "max_regression": 1.
 def test_one_home_for_the_test_split_rule() -> None:
     import bellm.sweep
 
-    assert bellm.sweep.is_test_split is is_test_split
+    assert bellm.sweep.refuse_test_splits is refuse_test_splits  # the sweep applies the one rule, no copy of it
     for test in ("data/sts/stsb/test.tsv", "data/sts/sickr/test.tsv", "data/sts/sts12/MSRpar.tsv",
                  "data/nli/fallback_snli_devtest/snli_test_triplets.csv.gz"):
         assert is_test_split(test), test

@@ -11,7 +11,7 @@ table and layers, LoRA weights included, in their dtype), the prefix length, the
 the autocast state; a backbone reads from one only when its prefix layers are causal, dropout-free and receive
 no gradient. A sentence's states are stored for its real tokens only, (T,H), and its positions come from the
 mask, so they do not depend on the padding of the batch they were computed in: the cached path equals the
-direct one up to float rounding of differently shaped GEMMs (tests/test_prefix.py bounds it).
+direct one up to float rounding of differently shaped GEMMs (tests/core/test_frozen_prefix.py bounds it).
 
 Off by default (a single run sees most sentences once); `enable(max_gb)` turns it on for the process (sweeps
 and ablations do, with `bellm.config.PREFIX_CACHE_GB`).

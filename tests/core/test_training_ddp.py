@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.processes  # torchrun process groups
+
 
 def run_bellm(model_dir: Path, out: Path, batch: int, nproc: int) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("bellm")

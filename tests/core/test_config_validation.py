@@ -78,7 +78,7 @@ def test_encoder_config_from_keywords() -> None:
 
 
 def test_import_error_is_never_retried(tmp_path: Path) -> None:
-    from tasks.common import retry_transient
+    from bellm_app.tasks.common import retry_transient
 
     class State:
         def __init__(self, exc: BaseException) -> None:

@@ -1,4 +1,7 @@
-"""`bellm run`: the main job — the whole train-eval-export flow, locally in Prefect's ephemeral mode."""
+"""`bellm run`: the main job — the whole train-eval-export flow, locally in Prefect's ephemeral mode.
+
+The command lives with the flows it runs and joins the `bellm` CLI through the `bellm.commands` entry point
+(pyproject.toml), so the library never imports the application."""
 
 from __future__ import annotations
 
@@ -12,8 +15,7 @@ from types import FrameType
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import user_errors
-from bellm.profiles import profiles_help
+from bellm.cli.common import CONFIG, PROFILE, SET, user_errors
 
 
 def prefect_env() -> None:
@@ -56,20 +58,6 @@ def ephemeral_server_dies_with_us() -> None:
         server.subprocess = _WatchedSubprocess()  # type: ignore[assignment]
 
 
-def legacy_ephemeral_server(pid: int, env: dict[str, str]) -> bool:
-    """An ephemeral Prefect server of this bellm home started before `bellm.parentwatch` (no owner recorded)
-    whose parent is gone (re-parented to init): `bellm runs gc` stops it."""
-    from bellm.paths import bellm_home
-
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return False
-    return (b"prefect.server.api.server:create_app" in cmd and env.get("PREFECT__SERVER_EPHEMERAL") == "1"
-            and env.get("PREFECT_HOME") == str(bellm_home() / "prefect") and ppid == 1)
-
-
 def _sigterm_exit(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -90,9 +78,9 @@ def exit_cleanly_on_sigterm() -> None:
 
 @app.command("run")
 def run(
-    profile: str = typer.Option("quick", "--profile", "-p", help=profiles_help()),
-    set_: list[str] = typer.Option([], "--set", help="override a config field: section.field=value (JSON value)"),
-    config: Path | None = typer.Option(None, "--config", help="a JSON file of config overrides"),
+    profile: str = PROFILE,
+    set_: list[str] = SET,
+    config: Path | None = CONFIG,
 ) -> None:
     """Run the whole pipeline: train → STS gate → report → ONNX export → register (and promote).
 
@@ -100,18 +88,13 @@ def run(
     artifacts/runs/<timestamp>-<id>/ (see artifacts/README.md); exit code 1 if a gate or check fails.
     """
     from bellm.config import preflight
-    from bellm.profiles import build_config, read_config_file
+    from bellm.profiles import build_config, overrides_of
 
     with user_errors():
-        overrides: dict = read_config_file(config) if config else {}
-        for item in set_:
-            from bellm.profiles import parse_override
-
-            keys, value = parse_override(item)
-            overrides[".".join(keys)] = value
+        overrides = overrides_of(set_, config)
         preflight(build_config(profile, overrides))  # fail fast on a bad config or missing extra, before Prefect
     prefect_env()
-    from flows.train_eval_export import train_eval_export
+    from bellm_app.flows.train_eval_export import train_eval_export
 
     try:
         result = train_eval_export(profile=profile, overrides=overrides)

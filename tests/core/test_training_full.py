@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from tests.test_training import tiny_cfg
+from tests.core.test_training import tiny_cfg
 
 TEXTS = ["A man is playing a guitar.", "Two dogs run in the park.", "A man is playing a guitar."]
 
@@ -18,8 +18,8 @@ TEXTS = ["A man is playing a guitar.", "Two dogs run in the park.", "A man is pl
 def test_saved_full_weights_rebuild_the_trained_encoder(tiny_model_dir: Path, tmp_path: Path) -> None:
     from bellm.models import resolve_source
     from bellm.training import load_trained_encoder
-    from bellm.training.evaluate import embed_texts
-    from bellm.training.model import adapter_metadata, build_lora_module, save_adapter
+    from bellm.training.adapter import adapter_metadata, build_lora_module, save_adapter
+    from bellm.training.dev_score import embed_module
 
     cfg = tiny_cfg(tiny_model_dir, lora={"mode": "full", "layers": 2})
     res = resolve_source(cfg.model.source)
@@ -37,7 +37,7 @@ def test_saved_full_weights_rebuild_the_trained_encoder(tiny_model_dir: Path, tm
     state = load_file(str(out / "adapter_model.safetensors"))
     assert {k.split(".")[3] for k in state} == {"2", "3"}  # base_model.model.layers.<i>....
     enc = load_trained_encoder(out)
-    ref = embed_texts(module, enc.tokenizer, enc.template, TEXTS, cfg.encoder.max_length, 8, torch.device("cpu"))
+    ref = embed_module(module, enc.tokenizer, enc.template, TEXTS, cfg.encoder.max_length, 8)
     assert np.abs(enc.encode(TEXTS) - ref).max() < 1e-5
     assert json.loads((out / "bellm.json").read_text())["lora"]["mode"] == "full"
 
@@ -60,7 +60,7 @@ def test_full_training_changes_only_the_target_weights(tiny_model_dir: Path, tmp
 
 def test_full_mode_without_a_layer_limit_trains_every_layer(tiny_model_dir: Path) -> None:
     from bellm.models import resolve_source
-    from bellm.training.model import build_lora_module
+    from bellm.training.adapter import build_lora_module
 
     cfg = tiny_cfg(tiny_model_dir, lora={"mode": "full", "layers": None})
     module, _ = build_lora_module(cfg, resolve_source(cfg.model.source))

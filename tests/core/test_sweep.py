@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bellm.sweep import SweepSpec, is_test_split, learning_curve, table_rows, to_csv, to_markdown, trial_config
+from bellm.splits import is_test_split
+from bellm.sweep import SweepSpec, learning_curve, table_rows, to_csv, to_markdown, trial_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_test_splits_are_refused_for_selection_and_training() -> None:
@@ -56,6 +57,7 @@ def test_learning_curve_and_table(tmp_path: Path) -> None:
     assert "a\\|b" in to_markdown([{"trial": "a|b"}])  # a pipe in a cell does not split the table
 
 
+@pytest.mark.processes  # kills and restarts a `bellm sweep` process
 def test_sweep_resumes_after_kill_without_recomputing(tiny_model_dir: Path, tmp_path: Path) -> None:
     spec = {
         "profile": "smoke",
@@ -99,10 +101,10 @@ def test_trial_key_follows_file_contents(tmp_path: Path) -> None:
     pairs.write_text("score\tsentence1\tsentence2\n1.0\ta\tb\n")
     spec = SweepSpec(trials={"a": {"data.train_pairs": [str(pairs)]}})
     cfg = trial_config(spec, "a")
-    before = trial_key(cfg, spec.extra_dev)
-    assert trial_key(cfg, spec.extra_dev) == before
+    before = trial_key(spec, cfg)
+    assert trial_key(spec, cfg) == before
     pairs.write_text("score\tsentence1\tsentence2\n2.0\ta\tb\n")
-    assert trial_key(cfg, spec.extra_dev) != before
+    assert trial_key(spec, cfg) != before
 
 
 def test_trial_key_follows_the_dev_curve_settings() -> None:
@@ -110,9 +112,9 @@ def test_trial_key_follows_the_dev_curve_settings() -> None:
     another trial (the key used to leave them out, so a sweep every 60 steps reused a trial selected every 30)."""
     from bellm.sweep import trial_key
 
-    every30, every60 = (trial_config(SweepSpec(trials={"a": {}}, eval_every=e), "a") for e in (30, 60))
-    capped = trial_config(SweepSpec(trials={"a": {"train.eval_max_pairs": 100}}, eval_every=30), "a")
-    assert len({trial_key(every30), trial_key(every60), trial_key(capped)}) == 3
+    specs = [SweepSpec(trials={"a": {}}, eval_every=e) for e in (30, 60)]
+    specs.append(SweepSpec(trials={"a": {"train.eval_max_pairs": 100}}, eval_every=30))
+    assert len({trial_key(s, trial_config(s, "a")) for s in specs}) == 3
 
 
 def test_trial_key_follows_the_code(tmp_path: Path, monkeypatch) -> None:
@@ -123,9 +125,9 @@ def test_trial_key_follows_the_code(tmp_path: Path, monkeypatch) -> None:
 
     spec = SweepSpec(trials={"a": {}})
     cfg = trial_config(spec, "a")
-    before = trial_key(cfg, spec.extra_dev)
+    before = trial_key(spec, cfg)
     monkeypatch.setattr(bellm.provenance, "code_fingerprint", lambda: "another-code-version")
-    assert trial_key(cfg, spec.extra_dev) != before
+    assert trial_key(spec, cfg) != before
 
 
 def test_report_lists_every_finished_trial_not_only_those_run_now(tmp_path: Path, monkeypatch) -> None:
@@ -141,7 +143,7 @@ def test_report_lists_every_finished_trial_not_only_those_run_now(tmp_path: Path
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(spec.model_dump_json())
     for name, dev in (("a", 70.0), ("b", 75.0)):  # two finished trials (c never ran)
-        done = trial_dir(trials_root(), name, trial_config(spec, name), spec.extra_dev) / RESULT
+        done = trial_dir(trials_root(), spec, name) / RESULT
         write_json_atomic(done, {"name": name, "key": "k", "overrides": spec.trials[name], "steps": 2,
                                  "best_step": 2, "train_seconds": 1.0, "wall_seconds": 2.0,
                                  "curve": [{"step": 2, "seconds": 1.0, "dev": dev}],
@@ -155,7 +157,7 @@ def test_report_lists_every_finished_trial_not_only_those_run_now(tmp_path: Path
 
 
 def test_prefix_hit_share_tells_which_trial_filled_the_cache() -> None:
-    from bellm.sweep import prefix_share
+    from bellm.trial import prefix_share
 
     assert prefix_share({"hits": 10, "misses": 5}, {"hits": 40, "misses": 15}) == 0.75  # 30 hits, 10 misses
     assert prefix_share({"hits": 0, "misses": 0}, {"hits": 0, "misses": 64}) == 0.0  # the trial that filled it
@@ -163,3 +165,31 @@ def test_prefix_hit_share_tells_which_trial_filled_the_cache() -> None:
     row = table_rows([{"name": "a", "overrides": {}, "selection": {"stsb_dev": 70.0}, "best_step": 2, "steps": 2,
                        "train_seconds": 4.0, "wall_seconds": 9.0, "curve": [], "prefix_hit_share": 0.75}])[0]
     assert row["prefix_hits"] == 0.75
+
+
+def test_a_sweep_trial_and_the_flows_train_step_share_one_training(tiny_model_dir: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """One configuration is one training, whichever command asked first: `bellm sweep` used to key its trials
+    under $BELLM_HOME/sweeps/ and the flow's train step under $BELLM_HOME/train/, so both trained it."""
+    import bellm.training.loop
+    import bellm_app.tasks.train as tr
+    from bellm.models import resolve_source
+    from bellm.profiles import build_config
+    from bellm.sweep import run_trial, trials_root
+    from bellm.trial import prepare_data
+
+    monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
+    base = {"model.source": str(tiny_model_dir), "data.max_train_pairs": 16, "data.max_train_triplets": 16,
+            "train.batch_size": 4, "train.max_steps": 2, "lora.layers": None}
+    spec = SweepSpec(profile="smoke", base=base, trials={"a": {}}, eval_every=1, final_max_pairs=16)
+    swept = run_trial(spec, "a", trials_root(), progress=False)
+
+    # The same configuration as `bellm run -p smoke --set ...` gives it: the flow's train step reuses the training.
+    cfg = build_config("smoke", {**base, "train.eval_every": 1, "data.dev_pairs": spec.dev, "train.select_best": True,
+                                 "train.progress": False, "train.num_threads": 1})
+    monkeypatch.setattr(bellm.training.loop, "train", lambda *a, **k: pytest.fail("trained twice"))
+    data, model = prepare_data(cfg)["sha256"], resolve_source(cfg.model.source).sha256
+    flow = tr.train_adapter.fn(cfg, data, model)
+    assert flow["adapter_dir"] == swept["adapter"] and flow["steps"] == swept["steps"] == 2
+    assert tr._cache_key(None, {"cfg": cfg, "data_sha256": data, "base_sha256": model}) == \
+        Path(flow["adapter_dir"]).parent.name  # the Prefect cache is keyed by the library's key too

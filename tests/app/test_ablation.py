@@ -25,7 +25,7 @@ from bellm.ablation import (
     to_markdown,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_grid_needs_baseline() -> None:
@@ -226,7 +226,7 @@ def test_ablation_flow_runs_each_trained_trial_once_per_seed(tiny_model_dir: Pat
     from prefect.testing.utilities import prefect_test_harness
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
-    from flows.ablation import bellm_ablation
+    from bellm_app.flows.ablation import bellm_ablation
 
     overrides = {
         "model.source": str(tiny_model_dir),

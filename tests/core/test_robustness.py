@@ -132,7 +132,7 @@ def test_bellm_run_starts_prefect_s_server_watched(monkeypatch: pytest.MonkeyPat
 
     import prefect.server.api.server as server
 
-    from bellm.cli import run as run_mod
+    from bellm_app.flows import cli_run as run_mod
 
     seen: dict = {}
     monkeypatch.setattr(server, "subprocess", server.subprocess)  # restored after the test

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bellm.isolation import trial_scope, worker_identity
-from flows.runners import Runner, usable_cores
+from bellm_app.flows.runners import Runner, usable_cores
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_runner_validates_its_arguments() -> None:
@@ -89,7 +89,7 @@ def test_a_failed_trial_stops_a_sequential_sweep() -> None:
     from prefect import flow, task
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.runners import run_trials
+    from bellm_app.flows.runners import run_trials
 
     started: list[int] = []
 

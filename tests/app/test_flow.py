@@ -72,7 +72,7 @@ def test_flow_completes_registers_and_caches(harness, tiny_model_dir: Path, tmp_
     """With a gate that *can* fail a first run: the tiny model's own STS-B dev score decides. Just above it,
     the first run fails and nothing is promoted; at it, the run passes and becomes champion."""
     from bellm.registry import champion, list_runs
-    from flows.train_eval_export import train_eval_export
+    from bellm_app.flows.train_eval_export import train_eval_export
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
     arts = tmp_path / "artifacts"
@@ -153,7 +153,7 @@ def test_failed_gate_fails_run_and_publishes_nothing(
     harness, tiny_model_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from bellm.registry import champion, list_runs
-    from flows.train_eval_export import train_eval_export
+    from bellm_app.flows.train_eval_export import train_eval_export
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path / "home"))
     arts = tmp_path / "artifacts"
@@ -172,13 +172,14 @@ def test_failed_gate_fails_run_and_publishes_nothing(
 
 def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> None:
     """A code fix, an edited eval file or another dtype must never be answered from a cached result."""
-    import tasks.evaluate as ev
-    import tasks.train as tr
+    import bellm.provenance
+    import bellm_app.tasks.evaluate as ev
     from bellm.config import EncoderConfig
+    from bellm.keys import train_key
     from bellm.profiles import build_config
 
     cfg = build_config("quick")
-    key = tr.train_key(cfg, {"a": "1"}, "base")
+    key = train_key(cfg, {"a": "1"}, "base")
     pairs = tmp_path / "mine.tsv"
     pairs.write_text("score\tsentence1\tsentence2\n1\ta\tb\n2\tc\td\n")
     params = {"encoder": EncoderConfig(source="m"), "adapter": None, "dtype": "float32", "suite": [str(pairs)],
@@ -189,23 +190,25 @@ def test_cache_keys_cover_code_data_and_dtype(tmp_path: Path, monkeypatch) -> No
     pairs.write_text("score\tsentence1\tsentence2\n1\ta\tb\n5\tc\td\n")
     assert ev._eval_key(None, params) != ekey
     ekey = ev._eval_key(None, params)
-    monkeypatch.setattr(tr, "code_fingerprint", lambda modules=None: "fixed")
-    monkeypatch.setattr(ev, "code_fingerprint", lambda modules=None: "fixed")
-    assert tr.train_key(cfg, {"a": "1"}, "base") != key
+    monkeypatch.setattr(bellm.provenance, "code_fingerprint", lambda modules=None: "fixed")
+    assert train_key(cfg, {"a": "1"}, "base") != key
     assert ev._eval_key(None, params) != ekey
 
 
 def test_train_cache_key_recomputes_when_the_adapter_is_gone(tmp_path: Path, monkeypatch) -> None:
-    import tasks.train as tr
+    import bellm_app.tasks.train as tr
+    from bellm.keys import train_dir, train_key
     from bellm.profiles import build_config
+    from bellm.trial import TRAINED
 
     monkeypatch.setenv("BELLM_HOME", str(tmp_path))
     cfg = build_config("quick")
     params = {"cfg": cfg, "data_sha256": {"a": "1"}, "base_sha256": "b"}
-    key = tr.train_key(cfg, {"a": "1"}, "b")
-    adapter = tr.train_dir(cfg, {"a": "1"}, "b") / "adapter"
+    key = train_key(cfg, {"a": "1"}, "b")
+    adapter = train_dir(cfg, {"a": "1"}, "b") / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
+    (adapter.parent / TRAINED).write_text("{}")
     assert tr._cache_key(None, params) == key
     (adapter / "adapter_config.json").unlink()
     assert tr._cache_key(None, params) != key

@@ -58,9 +58,8 @@ def test_cache_keys_are_the_same_in_two_checkouts(tmp_path: Path, monkeypatch) -
     """The same configuration run from two checkouts is one training and one evaluation cache entry: data files
     enter the keys by repo-relative name (the keys used to differ by the checkout's absolute data paths)."""
     from bellm.config import RunConfig
-    from tasks.data import prepare_data
-    from tasks.evaluate import suite_data_sha256
-    from tasks.train import train_key
+    from bellm.keys import suite_data_sha256, train_key
+    from bellm.trial import prepare_data
 
     keys = []
     for name in ("checkout-a", "checkout-b"):
@@ -69,7 +68,7 @@ def test_cache_keys_are_the_same_in_two_checkouts(tmp_path: Path, monkeypatch) -
         sts = root / "data" / "sts" / "stsb"
         cfg = RunConfig.model_validate({"data": {"train_pairs": [str(sts / "train.tsv")], "train_triplets": [],
                                                  "dev_pairs": str(sts / "dev.tsv")}})
-        data = prepare_data.fn(cfg)
+        data = prepare_data(cfg)
         assert set(data["sha256"]) == {"data/sts/stsb/train.tsv", "data/sts/stsb/dev.tsv"}
         keys.append((train_key(cfg, data["sha256"], "base"), suite_data_sha256([str(sts / "dev.tsv")])))
     assert keys[0] == keys[1]

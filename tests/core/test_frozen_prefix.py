@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import bellm
-from bellm import prefix
+from bellm import frozen_prefix
 
 TEXTS = [
     "A man is playing a guitar.",
@@ -24,7 +24,7 @@ TEXTS = [
 @pytest.fixture(autouse=True)
 def _off_after() -> None:
     yield
-    prefix.disable()
+    frozen_prefix.disable()
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,13 @@ def test_cached_prefix_encodes_as_the_direct_path(six_layers: Path, pooling: str
     enc = bellm.load_encoder(str(six_layers), bidirectional_layers=2, pooling=pooling)
     assert enc.module.backbone.prefix.layers == 4  # the causal layers below the bidirectional top 2
     direct = enc.encode(TEXTS, batch_size=3, padding_side=side)
-    prefix.enable(1.0)
+    frozen_prefix.enable(1.0)
     filled = enc.encode(TEXTS, batch_size=3, padding_side=side)
-    after_fill = prefix.stats()
+    after_fill = frozen_prefix.stats()
     assert after_fill["misses"] == len(TEXTS) and after_fill["sentences"] == len(TEXTS)
     # Other batches (other padding) read the stored rows.
     reused = enc.encode(TEXTS[::-1], batch_size=2, padding_side="left" if side == "right" else "right")[::-1]
-    assert prefix.stats()["hits"] == len(TEXTS)
+    assert frozen_prefix.stats()["hits"] == len(TEXTS)
     assert np.abs(filled - direct).max() < 1e-5
     assert np.abs(reused - direct).max() < 1e-5
 
@@ -52,19 +52,19 @@ def test_cached_prefix_encodes_as_the_direct_path(six_layers: Path, pooling: str
 def test_a_trainable_or_changed_prefix_is_never_read_from_the_cache(six_layers: Path) -> None:
     enc = bellm.load_encoder(str(six_layers), bidirectional_layers=1, pooling="mean")
     backbone = enc.module.backbone
-    prefix.enable(1.0)
+    frozen_prefix.enable(1.0)
     ids = torch.tensor([[1, 2, 3, 4]])
     mask = torch.ones_like(ids)
     with torch.enable_grad():  # parameters require grad here: a cached state would lose their gradient
         backbone(ids, mask)
-    assert prefix.stats()["stores"] == 0
+    assert frozen_prefix.stats()["stores"] == 0
     with torch.no_grad():
         before = backbone(ids, mask)
         emb = bellm.backbone.unwrap_decoder(backbone.decoder).embed_tokens.weight
         emb[1:5] += 1.0  # in place: the weights' version changes, so does the store's key
         changed = backbone(ids, mask)
-        assert prefix.stats()["stores"] == 2
-        prefix.disable()
+        assert frozen_prefix.stats()["stores"] == 2
+        frozen_prefix.disable()
         assert torch.allclose(changed, backbone(ids, mask), atol=1e-5)
         assert not torch.allclose(before, changed, atol=1e-3)
 
@@ -83,9 +83,9 @@ def test_training_with_the_cache_matches_training_without(six_layers: Path, tmp_
         "train": {"progress": False, "max_steps": 3, "batch_size": 8, "lr": 1e-3},
     })
     plain = train(cfg, tmp_path / "plain")
-    prefix.enable(1.0)
+    frozen_prefix.enable(1.0)
     cached = train(cfg, tmp_path / "cached")
-    st = prefix.stats()
+    st = frozen_prefix.stats()
     assert st["hits"] > 0 and st["misses"] > 0  # one epoch is one batch: steps 2 and 3 reread step 1's rows
     a = load_file(str(plain.adapter_dir / "adapter_model.safetensors"))
     b = load_file(str(cached.adapter_dir / "adapter_model.safetensors"))

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A flow in a process prepared as `bellm run` prepares it (prefect_env), so it starts Prefect's ephemeral
 # server (a uvicorn child process) and then waits to be killed.
 SCRIPT = """
 import time
-from bellm.cli.run import prefect_env
+from bellm_app.flows.cli_run import prefect_env
 prefect_env()
 from prefect import flow
 
