@@ -232,16 +232,22 @@ def test_queue_overflow_is_429_and_the_rest_complete(server) -> None:
     second concurrent request overflows max_queue=8."""
     url, pid = server
     results: list[httpx.Response] = []
+    # Clients made up front and a barrier: on a loaded machine, requests sent as their threads started arrived
+    # one by one, each served before the next came (CI saw six 200s).
+    clients = [httpx.Client(timeout=30) for _ in range(6)]
+    start = threading.Barrier(len(clients))
 
     def send(i: int) -> None:
-        results.append(httpx.post(url + "/v1/embeddings", json={"input": [f"text {i} {j}" for j in range(8)]},
-                                  timeout=30))
+        start.wait()
+        results.append(clients[i].post(url + "/v1/embeddings", json={"input": [f"text {i} {j}" for j in range(8)]}))
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(clients))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for c in clients:
+        c.close()
     codes = sorted(r.status_code for r in results)
     assert 200 in codes and 429 in codes and set(codes) <= {200, 429}, codes
     for r in results:
