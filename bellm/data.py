@@ -51,6 +51,16 @@ class Pairs:
     def head(self, n: int) -> Pairs:
         return Pairs(self.sentence1[:n], self.sentence2[:n], self.scores[:n], self.source, self.sha256)
 
+    def unique_sentences(self, n: int) -> list[str]:
+        """The first `n` distinct sentences, row by row (sentence1, then sentence2): a fixed sample."""
+        seen: dict[str, None] = {}
+        for a, b in zip(self.sentence1, self.sentence2, strict=True):
+            seen.setdefault(a)
+            seen.setdefault(b)
+            if len(seen) >= n:
+                break
+        return list(seen)[:n]
+
 
 @dataclass(frozen=True)
 class Triplets:

@@ -38,14 +38,7 @@ def timed_encode(encode: Callable[..., object], texts: list[str], batch_size: in
 
 def sts_sentences(n: int = 512, split: str = "test") -> list[str]:
     """The first n unique sentences of an STS-B split (a fixed, STS-style sample; decisions use "dev")."""
-    pairs = read_pairs(STS_DIR / "stsb" / f"{split}.tsv")
-    seen: dict[str, None] = {}
-    for a, b in zip(pairs.sentence1, pairs.sentence2, strict=True):
-        seen.setdefault(a)
-        seen.setdefault(b)
-        if len(seen) >= n:
-            break
-    return list(seen)[:n]
+    return read_pairs(STS_DIR / "stsb" / f"{split}.tsv").unique_sentences(n)
 
 
 def machine() -> dict[str, object]:

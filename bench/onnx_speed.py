@@ -30,13 +30,7 @@ def sts_sentences(n: int) -> list[str]:
     """The first n unique sentences of STS-B test."""
     from bellm.sts import load_task
 
-    s1, s2 = load_task("stsb").sentence_pairs()
-    seen: dict[str, None] = {}
-    for a, b in zip(s1, s2, strict=True):
-        seen.update(dict.fromkeys([a, b]))
-        if len(seen) >= n:
-            break
-    return list(seen)[:n]
+    return load_task("stsb").subsets[0][1].unique_sentences(n)
 
 
 def gemm_gflops(threads: int, size: int = 1024, reps: int = 20) -> float:

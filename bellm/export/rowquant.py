@@ -214,16 +214,12 @@ def quantize_rows_int8(
 
 
 def calibration_encodings(tokenize: Any, n: int = CALIBRATION_SENTENCES) -> list[Encoded]:
-    """The first `n` unique sentences of STS-B *train* (never the dev gate's or the test report's data),
-    tokenised by `tokenize(list[str]) -> list[Encoded]`."""
+    """The first `n` unique sentences of STS-B *train* without its held-out pairs (`bellm.leakage`: most STS-B
+    train pairs are STS12-16 test pairs; no evaluation sentence sets a scale), tokenised by
+    `tokenize(list[str]) -> list[Encoded]`."""
     from bellm.data import read_pairs
+    from bellm.leakage import filter_pairs, held_out
     from bellm.paths import STS_DIR
 
-    pairs = read_pairs(Path(STS_DIR) / "stsb" / "train.tsv")
-    seen: dict[str, None] = {}
-    for a, b in zip(pairs.sentence1, pairs.sentence2, strict=True):
-        seen.setdefault(a)
-        seen.setdefault(b)
-        if len(seen) >= n:
-            break
-    return list(tokenize(list(seen)[:n]))
+    pairs, _ = filter_pairs(read_pairs(Path(STS_DIR) / "stsb" / "train.tsv"), held_out())
+    return list(tokenize(pairs.unique_sentences(n)))

@@ -9,19 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_helpers import shared_export
 
 from bellm.runtime import ExportFormatError, OnnxEncoder, pick_providers, resolve_export_dir
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return shared_export(str(tiny_model_dir), str(tmp_path_factory.getbasetemp()))[0]
-
-
-@pytest.fixture(scope="module")
-def rt(export_dir: Path) -> OnnxEncoder:
-    return OnnxEncoder(export_dir / "fp32")
 
 
 def test_runtime_never_imports_torch(export_dir: Path) -> None:

@@ -19,7 +19,6 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from export_helpers import shared_export
 from serve_helpers import free_port, running, wait_healthy
 
 from bellm.runtime import OnnxEncoder
@@ -39,16 +38,6 @@ SENTENCES = [
     "word " * 200,  # longer than max_length=24: truncated and reported
     "Ein Mann spielt Gitarre.",
 ]
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return shared_export(str(tiny_model_dir), str(tmp_path_factory.getbasetemp()))[0]
-
-
-@pytest.fixture(scope="module")
-def rt(export_dir: Path) -> OnnxEncoder:
-    return OnnxEncoder(export_dir / "fp32", providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")

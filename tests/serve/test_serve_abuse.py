@@ -14,23 +14,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from export_helpers import shared_export
 from serve_helpers import running
 from typer.testing import CliRunner
 
 from bellm.runtime import OnnxEncoder
 from bellm.serve.app import create_app
 from bellm.serve.config import ServeConfig
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return shared_export(str(tiny_model_dir), str(tmp_path_factory.getbasetemp()))[0]
-
-
-@pytest.fixture(scope="module")
-def rt(export_dir: Path) -> OnnxEncoder:
-    return OnnxEncoder(export_dir / "fp32", providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")
