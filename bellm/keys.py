@@ -43,12 +43,22 @@ def _code() -> str:
 
 
 def train_key(cfg: RunConfig, data_sha256: Mapping[str, str], base_sha256: str) -> str:
-    """A training: its settings, every input file's sha256 (`bellm.trial.prepare_data`), the base model's sha256,
-    the code and the adapter descriptor's schema (an adapter of another schema is never reused)."""
+    """A training: its settings, every input file's sha256 (`bellm.trial.prepare_data`), the held-out files'
+    sha256 when they filter the training data (they decide which rows train), the base model's sha256, the code
+    and the adapter descriptor's schema (an adapter of another schema is never reused)."""
     from bellm.contract import SCHEMA_VERSION
 
-    return content_key("train", _settings(cfg, RUN_ONLY_TRAIN), dict(data_sha256), base_sha256, _code(),
-                       SCHEMA_VERSION)
+    return content_key("train", _settings(cfg, RUN_ONLY_TRAIN), dict(data_sha256), _held_out_sha256(cfg),
+                       base_sha256, _code(), SCHEMA_VERSION)
+
+
+def _held_out_sha256(cfg: RunConfig) -> dict[str, str]:
+    if not cfg.data.exclude_held_out:
+        return {}
+    from bellm.io import sha256_file
+    from bellm.leakage import held_out_files
+
+    return {portable_path(f): sha256_file(f) for f in held_out_files()}
 
 
 def train_dir(cfg: RunConfig, data_sha256: Mapping[str, str], base_sha256: str) -> Path:

@@ -22,26 +22,20 @@ from functools import lru_cache
 from pathlib import Path
 
 from bellm.data import Pairs, Triplets, read_pairs
-from bellm.paths import DATA_DIR
 
 _NON_WORD = re.compile(r"\W+")
-
-# Every file that evaluates (reports) or selects (gates, sweeps, promotion) a model.
-HELD_OUT_GLOBS: tuple[str, ...] = (
-    "sts/sts12/*.tsv", "sts/sts13/*.tsv", "sts/sts14/*.tsv", "sts/sts15/*.tsv", "sts/sts16/*.tsv",
-    "sts/stsb/dev.tsv", "sts/stsb/test.tsv", "sts/sickr/dev.tsv", "sts/sickr/test.tsv", "nli/dev/*.tsv",
-)
-
 
 def normalize(text: str) -> str:
     """The comparison form of a sentence: case-folded words joined by single spaces."""
     return _NON_WORD.sub(" ", text.casefold()).strip()
 
 
-def held_out_files(data_dir: Path | None = None) -> list[Path]:
-    """The held-out files present under the data directory, sorted."""
-    root = data_dir if data_dir is not None else DATA_DIR
-    return sorted({p for g in HELD_OUT_GLOBS for p in root.glob(g)})
+def held_out_files() -> list[Path]:
+    """Every file that evaluates (reports) or selects (gates, sweeps, promotion) a model: the files of every
+    built-in task of `bellm.sts` (STS12-16, STS-B dev/test, SICK-R dev/test, NLI dev) that are present."""
+    from bellm.sts import DATA_TASKS, SPLIT_TASKS, YEAR_SUBSETS, task_files
+
+    return sorted({f for t in (*YEAR_SUBSETS, *SPLIT_TASKS, *DATA_TASKS) for f in task_files(t) if f.is_file()})
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ Pure functions over rows; the readers report bad rows with file and line (`bellm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from bellm.data import DataError, Triplets, _rows, _sentence
@@ -35,22 +36,27 @@ class NliPair:
     label: str  # one of LABELS
 
 
-def _columns(path: Path) -> tuple[str, str, str]:
+def _labelled_rows(path: Path) -> tuple[tuple[str, str, str], Iterator[tuple[int, dict[str, object]]]]:
+    """The column set the header names, and its rows. Only a missing column moves on to the next set: any other
+    error (encoding, delimiter, a malformed row) is the file's own and is raised as it is."""
     for cols in COLUMN_SETS:
+        rows = _rows(path, cols)
         try:
-            next(_rows(path, cols), None)
-            return cols
-        except DataError:
-            continue
+            first = next(rows, None)
+        except DataError as e:
+            if e.line == 1 and e.reason.startswith("missing column"):
+                continue
+            raise
+        return cols, chain([] if first is None else [first], rows)
     raise DataError(path, 1, f"not an NLI file: expected columns {' or '.join(map(', '.join, COLUMN_SETS))}")
 
 
 def read_nli(path: str | Path) -> list[NliPair]:
     """Labelled pairs of an MNLI-style file; rows without a gold label (MNLI's '-') are skipped."""
     path = Path(path)
-    p_col, h_col, l_col = _columns(path)
+    (p_col, h_col, l_col), rows = _labelled_rows(path)
     out: list[NliPair] = []
-    for lineno, row in _rows(path, (p_col, h_col, l_col)):
+    for lineno, row in rows:
         raw = str(row[l_col]).strip().lower()
         if raw in ("-", ""):
             continue

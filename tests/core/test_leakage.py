@@ -85,3 +85,19 @@ def test_filter_is_recorded_and_can_be_turned_off(tmp_path: Path) -> None:
                                                            "data.exclude_held_out": False}).data)
     assert on.n_pairs == 950 and off.n_pairs == 5749
     assert on.files[0]["held_out_dropped"] == 4799 and off.files[0]["held_out_dropped"] == 0
+
+
+def test_the_held_out_files_are_in_the_training_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They decide which rows train: an edited evaluation file must not reuse a training filtered by the old one."""
+    import bellm.leakage
+    from bellm.keys import train_key
+
+    held = tmp_path / "dev.tsv"
+    monkeypatch.setattr(bellm.leakage, "held_out_files", lambda: [held])
+    on, off = build_config("quick"), build_config("quick", overrides={"data.exclude_held_out": False})
+    keys = []
+    for second in ("b", "c"):
+        held.write_text(f"score\tsentence1\tsentence2\n1\ta\t{second}\n")
+        keys.append([train_key(cfg, {"train.tsv": "x"}, "base") for cfg in (on, off)])
+    assert keys[0][0] != keys[1][0]  # filtering: the edit retrains
+    assert keys[0][1] == keys[1][1]  # not filtering: the held-out files decide nothing

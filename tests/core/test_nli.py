@@ -51,3 +51,11 @@ def test_training_reads_an_mnli_file_as_triplets(tmp_path: Path) -> None:
     other.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match=r"other\.csv:1: missing column.*sent0, sent1, hard_neg or sentence1"):
         load_triplets(other)
+
+
+def test_an_nli_file_with_a_broken_header_says_why(tmp_path: Path) -> None:
+    """The column probe swallowed every error of the first line: a wrong delimiter was 'not an NLI file'."""
+    f = tmp_path / "semi.csv"
+    f.write_text("premise;hypothesis;label\np;h;entailment\n")
+    with pytest.raises(DataError, match=r"semi\.csv:1: wrong delimiter"):
+        read_nli(f)
