@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -47,3 +49,13 @@ def running(app) -> Iterator[str]:  # noqa: ANN001
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def assert_runs_without(code: str, modules: tuple[str, ...], timeout: float = 120) -> None:
+    """Run `code` in a fresh interpreter; it must succeed and leave none of `modules` imported (the consumer
+    runtime and the server never need torch)."""
+    check = f"{code}bad = [m for m in {modules!r} if m in sys.modules]\nassert not bad, bad\nprint('ok')\n"
+    res = subprocess.run([sys.executable, "-c", "import sys\n" + check], capture_output=True, text=True,
+                         timeout=timeout)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
