@@ -67,6 +67,9 @@ class Encoder:
         self.source = source
         self.adapter_sha256 = adapter_sha256
         self.precision: dict[str, Any] = {"dtype": "float32", "reason": "default"}
+        # Replay CUDA graphs when the module is on a GPU (`bellm.cuda_graphs`); False runs every batch eagerly.
+        self.cuda_graphs = True
+        self._graph_runners: dict[bool, Any] = {}  # normalize → CudaGraphRunner, kept across calls
         warn_if_degenerate(self.k, self.pooling)
 
     @property
@@ -121,9 +124,21 @@ class Encoder:
     def tokenize(self, texts: Sequence[str]) -> list[Encoded]:
         return [encode_one(self.tokenizer, self.template, t, self.max_length) for t in texts]
 
+    def runner(self, normalize: bool = True) -> RunBatch:
+        """The forward as a `RunBatch`: CUDA-graph replay on a GPU (unless `cuda_graphs` is off), else eager.
+        The graph runner is kept, so its captured shapes serve every later call."""
+        from bellm.cuda_graphs import CudaGraphRunner, graphs_usable, weights_key
+
+        if not (self.cuda_graphs and graphs_usable(self.module)):
+            return module_runner(self.module, normalize)
+        run = self._graph_runners.get(normalize)
+        if run is None or run.weights != weights_key(self.module):  # moved, cast or reloaded: capture anew
+            run = self._graph_runners[normalize] = CudaGraphRunner(self.module, normalize)
+        return run
+
     def run_batch(self, ids: np.ndarray, mask: np.ndarray, span: np.ndarray, normalize: bool = True) -> np.ndarray:
         """One padded batch (B,S) int64 x3 → (B, dim) float32 (L2-normalised unless asked not to)."""
-        return module_runner(self.module, normalize)(ids, mask, span)
+        return self.runner(normalize)(ids, mask, span)
 
     def encode(
         self,
@@ -144,7 +159,7 @@ class Encoder:
         try:
             emb, _ = embed_texts(
                 texts, lambda t: encode_one(self.tokenizer, self.template, t, self.max_length),
-                module_runner(self.module, normalize), self.dim, batch_size, padding_side,
+                self.runner(normalize), self.dim, batch_size, padding_side,
                 bar.update if bar is not None else None,
             )
         finally:

@@ -11,7 +11,7 @@ each layer the right one:
 Every query may also see itself, so a padded (or fully padded) row never has an empty softmax and
 never produces NaN; real queries never see pad keys, so this cannot leak into real tokens.
 
-With SDPA and no padding we may pass `None` (fast kernels); SDPA then falls back to the module's
+With SDPA and no padding we may pass `None` on the CPU (fast kernels); SDPA then falls back to the module's
 `is_causal` flag, so `convert_layers` sets it to False on bidirectional layers: without that they
 would silently stay causal.
 """
@@ -97,8 +97,13 @@ def build_masks(
     dtype: torch.dtype,
     allow_skip: bool = True,
 ) -> LayerMasks:
-    """Both masks for a batch. `allow_skip` lets SDPA use `None` when nothing is padded (not for export)."""
-    if allow_skip and attn_implementation == "sdpa" and not torch.jit.is_tracing() and bool(attention_mask.all()):
+    """Both masks for a batch. `allow_skip` lets SDPA use `None` when nothing is padded (not for export).
+
+    The skip asks the data whether anything is padded, which on an accelerator is a host synchronisation in the
+    middle of the forward (and breaks CUDA-graph capture, `bellm.cuda_graphs`), so it is only taken on the CPU,
+    where reading the mask costs nothing; elsewhere the masks are always built, on the device."""
+    if (allow_skip and attn_implementation == "sdpa" and attention_mask.device.type == "cpu"
+            and not torch.jit.is_tracing() and bool(attention_mask.all())):
         return LayerMasks(None, None)
     causal = visibility(attention_mask, causal=True)
     bidir = visibility(attention_mask, causal=False)

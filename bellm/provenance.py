@@ -19,7 +19,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The modules that turn text into an embedding (tokenisation, masks, the network, pooling, loading).
 ENCODING_MODULES: tuple[str, ...] = (
-    "backbone.py", "encoder.py", "masks.py", "models.py", "pooling.py", "prompts.py", "tokenize.py",
+    "backbone.py", "cuda_graphs.py", "encoder.py", "masks.py", "models.py", "pooling.py", "prompts.py", "tokenize.py",
 )
 
 # Modules (files or packages, relative to `bellm/`) that no training, evaluation or export result can

@@ -1,4 +1,5 @@
-"""One-shot GPU benchmark (<= 8 minutes): ORT CUDA fp16 (`onnx` Attention and `ms_mha`) vs PyTorch bf16 SDPA.
+"""One-shot GPU benchmark (<= 8 minutes): ORT CUDA fp16 (`onnx` Attention and `ms_mha`) vs PyTorch bf16 SDPA, eager
+and as replayed CUDA graphs (`bellm.cuda_graphs`, what `Encoder.encode` runs on a GPU).
 
 At batch 1 / 32 / 128 / 512 on the same STS-B sentences: sentences/s (whole set, length-sorted batches), p50 latency of
 one batch, and agreement with fp32 (min / mean cosine to PyTorch fp32 on the same device, TF32 off). The fp16
@@ -147,6 +148,8 @@ def main() -> None:
     bf16 = load_encoder(args.model, bidirectional_layers=args.k, adapter=args.adapter, dtype="bfloat16",
                         device=args.device)
     engines = {"pytorch_bf16_sdpa": torch_run(bf16, args.device), **engines}
+    if args.device.startswith("cuda"):  # the product's PyTorch path on a GPU: CUDA-graph replay (bellm.cuda_graphs)
+        engines = {"pytorch_bf16_graphs": bf16.runner(), **engines}
     result["engines"] = {name: agreement(run, ref, encs) for name, run in engines.items()}
 
     for b in batches:
