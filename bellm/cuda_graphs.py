@@ -17,6 +17,7 @@ A shape whose capture fails is run eagerly (logged once), so a graph is a speed-
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,7 @@ class CudaGraphRunner:
         self.weights = weights_key(module)  # captured kernels read these storages: a moved/cast module re-captures
         self.graphs: dict[tuple[int, int], _Graph | None] = {}  # None: capture failed, run eagerly
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool: graphs replay one at a time
+        self._lock = threading.Lock()  # static buffers: one batch at a time, whichever thread calls
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
         top = BATCH_BUCKETS[-1]
@@ -83,7 +85,7 @@ class CudaGraphRunner:
         b, s = ids.shape
         shape = (batch_bucket(b), length_bucket(s))
         padded = pad_to_shape(ids, mask, span, *shape)
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             if shape not in self.graphs:
                 self.graphs[shape] = self._capture(shape)
             g = self.graphs[shape]
