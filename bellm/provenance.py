@@ -25,9 +25,12 @@ ENCODING_MODULES: tuple[str, ...] = (
 # Modules (files or packages, relative to `bellm/`) that no training, evaluation or export result can
 # depend on: they only present, serve, store or aggregate results. tests/core/test_provenance.py checks that
 # no fingerprinted module imports one of them.
+# `profiles.py` only builds a `RunConfig`, and the configuration itself is in every key: editing a profile changes
+# the key of exactly the results whose settings it changes (a profile set to a sweep trial's settings reuses the
+# trial's training), never of the others.
 NON_NUMERIC: tuple[str, ...] = (
-    "ablation.py", "cli", "gates.py", "liveness.py", "parentwatch.py", "registry.py", "report.py", "serve",
-    "sweep.py",
+    "ablation.py", "cli", "gates.py", "liveness.py", "parentwatch.py", "profiles.py", "registry.py", "report.py",
+    "serve", "sweep.py",
 )
 
 

@@ -146,3 +146,35 @@ def test_training_tree_keys_data_by_repo_relative_path(tmp_path) -> None:
     assert data["train_pairs"] == ["data/sts/stsb/train.tsv", outside]
     assert data["dev_pairs"] == "data/sts/stsb/dev.tsv"
     assert set(training_tree(cfg)) == {"model", "encoder", "lora", "data", "loss", "train"}
+
+
+def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
+    """`standard` trains exactly as the trial `nli-mix5k-640`: the trial sets its curve's cap through
+    `data.max_eval_pairs`, the profile through `train.eval_max_pairs`. One configuration, one training (issue 27):
+    `bellm run --profile standard` after the sweep must reuse the trial's training, not train it again."""
+    from bellm.keys import train_key
+    from bellm.paths import REPO_ROOT
+    from bellm.sweep import SweepSpec, trial_config
+
+    spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
+    data = {"train.tsv": "x"}
+    assert train_key(trial_config(spec, "nli-mix5k-640"), data, "b") == train_key(build_config("standard"), data, "b")
+    other_curve = build_config("standard", ["train.eval_max_pairs=100"])
+    assert train_key(other_curve, data, "b") != train_key(build_config("standard"), data, "b")
+
+
+def test_sweep_trials_say_their_data_whatever_the_profile_holds() -> None:
+    """A trial inherits its profile's data: when `quick` gained the NLI triplets (capped at 5,000), the trials
+    named "pairs only" (`sts-*`) and "all triplets" (`nli-mix-*`) silently became the 5k mix. They now say it."""
+    from bellm.paths import REPO_ROOT
+    from bellm.sweep import SweepSpec, trial_config
+
+    spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
+    for name in spec.trials:
+        cfg = trial_config(spec, name)
+        if name.startswith("sts-"):
+            assert cfg.data.train_triplets == [], name
+        elif name.startswith("nli-mix5k-"):
+            assert cfg.data.max_train_triplets == 5000, name
+        elif name.startswith("nli-mix-"):
+            assert cfg.data.train_triplets and cfg.data.max_train_triplets is None, name
