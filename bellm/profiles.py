@@ -21,7 +21,7 @@ from bellm.paths import NLI_DIR, STS_DIR
 PROFILE_SUMMARY: dict[str, str] = {  # one line each, for --help (a test checks the keys equal PROFILES)
     "quick": "embedded model, 2-core CPU, STS pairs + NLI triplets, ~8-20 min of training (budget 15 quiet; the "
     "default; `make run`)",
-    "standard": "quick over about one epoch, 640 steps (training <= 75 min on 2 cores)",
+    "standard": "quick's recipe with all NLI triplets, 640 steps (training <= 75 min on 2 cores)",
     "paper": "Llama-2-7B on a GPU (the paper's setting)",
     "smoke": "a few steps on a few pairs (plumbing checks)",
 }
@@ -92,13 +92,17 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The same recipe as `quick` on the budget of a longer CPU job (training <= 75 min on 2 cores): 640 steps, about
-# one epoch of the filtered pairs plus the 5,000 triplets, cosine, warm-up 32. It trains exactly as the sweep
-# trial `nli-mix5k-640` (`sweeps/nli.json`; tests/test_config.py keeps them equal). Until issue 26 it trained on
-# unfiltered STS-B train (4,799 of its pairs are STS12-16 test pairs): its earlier numbers do not carry over.
+# `quick`'s recipe on the budget of a longer CPU job (training <= 75 min on 2 cores): 640 steps, cosine, warm-up
+# 32, and all 17,306 NLI triplets instead of the first 5,000. Chosen on dev only by the rule fixed before the
+# trials (the mean of STS-B dev, SICK-R trial and NLI dev; `sweeps/nli.json`, docs/recipe.md): `nli-mix-640`
+# 90.76 / 78.85 / 36.03 = 68.55 against `nli-mix5k-640` 91.00 / 80.82 / 31.74 = 67.85. It trains exactly as
+# that trial (tests/core/test_config.py keeps them equal, and the two share one training directory). Until issue
+# 26 it trained on unfiltered STS-B train (4,799 of its pairs are STS12-16 test pairs): those numbers do not
+# carry over.
 PROFILES["standard"] = _deep_merge(
     PROFILES["quick"],
     {
+        "data": {"max_train_triplets": None},
         "train": {"max_steps": 640, "warmup_steps": 32, "schedule": "cosine", "checkpoint_every": 40},
         "eval": {"gates": {"min_task": {"stsb_dev": 75.0}}},
     },
