@@ -125,11 +125,3 @@ class CudaGraphRunner:
 def weights_key(module: torch.nn.Module) -> tuple[tuple[int, torch.dtype], ...]:
     """Where and in which dtype each parameter lives: a graph replays reads of exactly these storages."""
     return tuple((p.data_ptr(), p.dtype) for p in module.parameters())
-
-
-def graphs_usable(module: torch.nn.Module) -> bool:
-    """True when the module sits on a CUDA device (graphs are the default there)."""
-    try:
-        return next(module.parameters()).device.type == "cuda"
-    except StopIteration:
-        return False

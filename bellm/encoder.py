@@ -127,9 +127,9 @@ class Encoder:
     def runner(self, normalize: bool = True) -> RunBatch:
         """The forward as a `RunBatch`: CUDA-graph replay on a GPU (unless `cuda_graphs` is off), else eager.
         The graph runner is kept, so its captured shapes serve every later call."""
-        from bellm.cuda_graphs import CudaGraphRunner, graphs_usable, weights_key
+        from bellm.cuda_graphs import CudaGraphRunner, weights_key
 
-        if not (self.cuda_graphs and graphs_usable(self.module)):
+        if not (self.cuda_graphs and self.device.type == "cuda"):
             return module_runner(self.module, normalize)
         run = self._graph_runners.get(normalize)
         if run is None or run.weights != weights_key(self.module):  # moved, cast or reloaded: capture anew

@@ -31,13 +31,11 @@ def content_key(*parts: Any) -> str:
 
 def _settings(cfg: RunConfig, drop: Sequence[str]) -> dict[str, Any]:
     """The training settings, with the two dev-pair caps (`data.max_eval_pairs` also caps the flow's evaluations,
-    `train.eval_max_pairs` only the curve) replaced by the one cap training reads, `cfg.dev_curve_pairs`: a sweep
-    trial and a profile that train alike share a key whichever field set their curve's cap."""
+    `train.eval_max_pairs` only the curve) as the one cap training reads, `cfg.dev_curve_pairs`: a sweep trial and a
+    profile that train alike share a key whichever field set their curve's cap."""
     tree = training_tree(cfg)
     tree["data"].pop("max_eval_pairs", None)
-    tree["train"].pop("eval_max_pairs", None)
-    if "eval_max_pairs" not in drop:
-        tree["train"]["dev_curve_pairs"] = cfg.dev_curve_pairs
+    tree["train"]["eval_max_pairs"] = cfg.dev_curve_pairs
     for name in drop:
         tree["train"].pop(name, None)
     return tree
