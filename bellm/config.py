@@ -212,7 +212,9 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(25, ge=1)
     eval_every: int | None = Field(None, ge=1, description="dev-set Spearman every N steps (None: off)")
     eval_max_pairs: int | None = Field(
-        None, ge=1, description="first N dev pairs for the in-training curve (None: all; data.max_eval_pairs caps too)"
+        None, ge=1,
+        description="N dev pairs, evenly spaced over the file, for the in-training curve (None: all; "
+        "data.max_eval_pairs caps too)",
     )
     nproc_per_node: int = Field(1, ge=1)
     keep_checkpoints: int = Field(2, ge=1, description="how many step checkpoints to keep on disk")

@@ -35,6 +35,15 @@ class DataError(InputError):
         super().__init__(f"{where}: {reason}")
 
 
+def spread_rows(total: int, n: int) -> list[int]:
+    """`n` row indices evenly spaced over `total` rows (the first row always among them): a deterministic
+    sample that keeps a file's order and covers all of it."""
+    if n < 1:
+        raise InputError(f"a sample needs at least 1 row, got {n}")
+    n = min(n, total)
+    return [i * total // n for i in range(n)]
+
+
 @dataclass(frozen=True)
 class Pairs:
     """Scored sentence pairs (STS style). `scores` keeps the file's own range."""
@@ -50,6 +59,17 @@ class Pairs:
 
     def head(self, n: int) -> Pairs:
         return Pairs(self.sentence1[:n], self.sentence2[:n], self.scores[:n], self.source, self.sha256)
+
+    def take(self, rows: Sequence[int]) -> Pairs:
+        idx = list(rows)
+        return Pairs([self.sentence1[i] for i in idx], [self.sentence2[i] for i in idx], self.scores[idx],
+                     self.source, self.sha256)
+
+    def spread(self, n: int | None) -> Pairs:
+        """`n` rows evenly spaced over the file (all of it when n is None or >= its length). A capped dev set
+        must sample every block of its file: STS-B dev is ordered by genre, and its first 500 rows are all
+        image captions."""
+        return self if n is None or n >= len(self) else self.take(spread_rows(len(self), n))
 
     def unique_sentences(self, n: int) -> list[str]:
         """The first `n` distinct sentences, row by row (sentence1, then sentence2): a fixed sample."""

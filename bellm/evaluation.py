@@ -144,7 +144,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """STS results of `encoder` on `suite` (`gate`, `full`, task keys or scored-pair files).
 
-    `max_pairs` keeps the first N pairs of each task (smoke runs; recorded in the result).
+    `max_pairs` keeps N pairs of each task, evenly spaced over it (budgets, smoke runs; recorded in the result).
     `cache=False` encodes everything afresh and stores nothing.
     """
     return evaluate_with_scores(encoder, suite, max_pairs, batch_size, cache, sts_dir)[0]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bellm.data import Pairs, read_pairs
+from bellm.data import Pairs, read_pairs, spread_rows
 from bellm.errors import InputError
 from bellm.paths import STS_DIR
 
-# Sub-dataset order as in SentEval (the order does not change the "all" Spearman; it fixes `max_pairs`).
+# Sub-dataset order as in SentEval (the order does not change the "all" Spearman; `max_pairs` samples across it).
 YEAR_SUBSETS: dict[str, tuple[str, ...]] = {
     "sts12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
     "sts13": ("FNWN", "headlines", "OnWN"),
@@ -81,19 +81,21 @@ class Task:
         return {p.source: p.sha256 for _, p in self.subsets}
 
 
-def _head(subsets: list[tuple[str, Pairs]], max_pairs: int | None) -> tuple[tuple[str, Pairs], ...]:
-    """The first `max_pairs` pairs of the concatenation (smoke runs); subsets left empty are dropped."""
+def _sample(subsets: list[tuple[str, Pairs]], max_pairs: int | None) -> tuple[tuple[str, Pairs], ...]:
+    """`max_pairs` pairs evenly spaced over the concatenation (`bellm.data.spread_rows`), so a capped task still
+    covers every sub-dataset and genre block; subsets left empty are dropped."""
     if max_pairs is None:
         return tuple(subsets)
     if max_pairs < 1:
         raise InputError(f"max_pairs must be >= 1, got {max_pairs}")
+    rows = spread_rows(sum(len(p) for _, p in subsets), max_pairs)
     out: list[tuple[str, Pairs]] = []
-    left = max_pairs
+    start = 0
     for name, pairs in subsets:
-        if left <= 0:
-            break
-        out.append((name, pairs.head(left)))
-        left -= len(out[-1][1])
+        mine = [r - start for r in rows if start <= r < start + len(pairs)]
+        if mine:
+            out.append((name, pairs.take(mine)))
+        start += len(pairs)
     return tuple(out)
 
 
@@ -131,14 +133,14 @@ def load_task(name: str, max_pairs: int | None = None, sts_dir: Path = STS_DIR) 
     files = task_files(name, sts_dir)
     names = list(YEAR_SUBSETS[name]) if name in YEAR_SUBSETS else [SPLIT_TASKS.get(name, (name, name))[1]]
     subsets = [(n, read_pairs(f)) for n, f in zip(names, files, strict=True)]
-    return Task(name, _head(subsets, max_pairs))
+    return Task(name, _sample(subsets, max_pairs))
 
 
 def load_file_task(path: str | Path, max_pairs: int | None = None) -> Task:
     """A user's scored-pair file (`score, sentence1, sentence2`) as a task keyed by the file stem."""
     path = Path(path)
     stem = path.name.split(".")[0] or path.name
-    return Task(stem, _head([(stem, read_pairs(path))], max_pairs))
+    return Task(stem, _sample([(stem, read_pairs(path))], max_pairs))
 
 
 def suite_name(suite: str | Sequence[str | Path]) -> str:

@@ -72,7 +72,7 @@ def _gate_help(field: str) -> str:
 def eval_command(
     encoder: EncoderChoice = None,  # type: ignore[assignment] - filled by @encoder_options
     suite: list[str] = typer.Option(["gate"], "--suite", "-s", help=SUITE_HELP),
-    max_pairs: int | None = typer.Option(None, min=1, help="only the first N pairs of each task (smoke runs)"),
+    max_pairs: int | None = typer.Option(None, min=1, help="N pairs of each task, evenly spaced (smoke runs)"),
     batch_size: int = typer.Option(32, min=1, help="sentences per forward pass"),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="directory for metrics.json, report.md and the PNGs"),

@@ -42,7 +42,7 @@ def export(
         "--max-drop of fp32"
     ),
     sts_max_pairs: int | None = typer.Option(
-        None, help="score the STS gate on the first N pairs of each dev task (smoke runs)"
+        None, help="score the STS gate on N pairs of each dev task, evenly spaced (smoke runs)"
     ),
     max_drop: float = typer.Option(_X.max_spearman_drop, help="max STS Spearman points (dev) a variant may lose "
                                    "against fp32"),

@@ -46,7 +46,7 @@ from bellm.export.parity import (
     spearman_gate,
     suite_scorer,
 )
-from bellm.export.rewrite import drop_gqa_expand, set_causality, to_ms_mha
+from bellm.export.rewrite import drop_gqa_expand, pack_heads, set_causality, to_ms_mha
 from bellm.export.rowquant import calibration_encodings
 from bellm.export.st_package import write_sentence_transformers
 from bellm.export.trace import PAD_VISIBILITY, quiet_exporter, trace
@@ -134,6 +134,8 @@ def build_graph(encoder: Encoder, dtype: torch.dtype, attention_op: str, opset: 
             to_ms_mha(model, flags)
         else:
             drop_gqa_expand(model)
+            if dtype == torch.float32:  # the CPU variants (fp32, and int8 built from it); fp16 keeps the
+                pack_heads(model)       # 4-D layout its CUDA numbers were measured with (BENCHMARKS.md)
     return model
 
 

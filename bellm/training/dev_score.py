@@ -11,8 +11,15 @@ import torch
 from scipy.stats import spearmanr
 from tokenizers import Tokenizer
 
-from bellm.data import Pairs
+from bellm.config import RunConfig
+from bellm.data import Pairs, load_pairs
 from bellm.tokenize import embed_texts, encode_one
+
+
+def curve_pairs(cfg: RunConfig) -> Pairs:
+    """The in-training curve's dev pairs: `cfg.dev_curve_pairs` of them spread over the whole dev file (its head
+    would be one genre: STS-B dev's first 625 rows are image captions)."""
+    return load_pairs(cfg.data.dev_pairs).spread(cfg.dev_curve_pairs)
 
 
 def embed_module(module: torch.nn.Module, tok: Tokenizer, template: str, texts: list[str], max_length: int,

@@ -25,7 +25,6 @@ import torch
 
 from bellm.config import RunConfig
 from bellm.contract import AdapterDescriptor
-from bellm.data import load_pairs
 from bellm.encoder import hf_backend_tokenizer
 from bellm.errors import InputError
 from bellm.hardware import autocast
@@ -46,7 +45,7 @@ from bellm.training.batches import (
     make_micro_batch,
     micro_indices,
 )
-from bellm.training.dev_score import dev_spearman
+from bellm.training.dev_score import curve_pairs, dev_spearman
 from bellm.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -124,7 +123,7 @@ class Trainer:
         for kind, n in (("pairs", self.data.n_pairs), ("triplets", self.data.n_triplets)):
             if 0 < n < self.gb:
                 log.warning("%d %s are fewer than one global batch (%d): they will not be used", n, kind, self.gb)
-        self.dev = load_pairs(cfg.data.dev_pairs, cfg.dev_curve_pairs) if t.eval_every else None
+        self.dev = curve_pairs(cfg) if t.eval_every else None
         self.module, self.peft = build_lora_module(cfg, self.res)
         self.module.to(info.device)
         self.params = [p for p in self.module.parameters() if p.requires_grad]

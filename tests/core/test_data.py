@@ -5,9 +5,10 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bellm.data import DataError, read_pairs, read_sentences, read_triplets
+from bellm.data import DataError, Pairs, read_pairs, read_sentences, read_triplets
 from bellm.paths import NLI_DIR, STS_DIR
 
 
@@ -160,3 +161,28 @@ def test_hub_data_is_hashed_by_content(monkeypatch: pytest.MonkeyPatch) -> None:
     table.clear()
     table.update(anchor=["x"], positive=["y"], negative=["z"])
     assert len(data.load_triplets("hf:org/trip").sha256) == 64
+
+
+def test_spread_samples_evenly_and_keeps_order() -> None:
+    from bellm.data import spread_rows
+
+    assert spread_rows(10, 5) == [0, 2, 4, 6, 8]
+    assert spread_rows(3, 5) == [0, 1, 2]
+    p = Pairs([f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)], np.arange(10.0))
+    s = p.spread(4)
+    assert s.sentence1 == ["a0", "a2", "a5", "a7"] and list(s.scores) == [0.0, 2.0, 5.0, 7.0]
+    assert p.spread(None) is p and p.spread(20) is p
+    with pytest.raises(ValueError, match="at least 1"):
+        p.spread(0)
+
+
+def test_the_dev_curve_reads_the_whole_dev_file() -> None:
+    """The in-training curve's capped dev set spans the file (a genre-ordered dev split is not read by its head)."""
+    from bellm.data import load_pairs
+    from bellm.profiles import build_config
+    from bellm.training.dev_score import curve_pairs
+
+    cfg = build_config("quick")
+    full, curve = load_pairs(cfg.data.dev_pairs), curve_pairs(cfg)
+    assert len(curve) == cfg.dev_curve_pairs < len(full)
+    assert curve.sentence1[-1] in full.sentence1[len(full) * 9 // 10:]

@@ -51,10 +51,18 @@ def test_gate_suite_is_stsb_dev() -> None:
     assert next(iter(task.files)).endswith("stsb/dev.tsv")
 
 
-def test_max_pairs_takes_the_first_pairs_across_subsets() -> None:
+def test_max_pairs_samples_every_subset_and_genre_block() -> None:
+    """A capped task covers the whole task: STS-B dev's first 500 rows are all captions (a selection set of
+    them reads one genre), evenly spaced rows reach its news and forum blocks too."""
     task = load_task("sts12", max_pairs=800)
     assert task.n == 800
-    assert [(name, len(p)) for name, p in task.subsets] == [("MSRpar", 750), ("MSRvid", 50)]
+    assert [name for name, _ in task.subsets] == list(YEAR_SUBSETS["sts12"])
+    full = load_task("stsb_dev")
+    capped = load_task("stsb_dev", max_pairs=500)
+    (_, rows), (_, full_rows) = capped.subsets[0], full.subsets[0]
+    assert capped.n == 500 and rows.sentence1[0] == full_rows.sentence1[0]
+    assert rows.sentence1[-1] in full_rows.sentence1[1200:]  # the last sampled row is from the file's end
+    assert set(rows.sentence1) <= set(full_rows.sentence1)
     assert load_task("stsb", max_pairs=5).n == 5
     with pytest.raises(ValueError, match="max_pairs"):
         load_task("stsb", max_pairs=0)

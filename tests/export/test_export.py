@@ -63,6 +63,17 @@ def test_graph_io_and_fused_ops(tiny_export) -> None:
     assert [a["is_causal"] for _, a in attrs] == [1, 1, 0, 0]
 
 
+def test_cpu_variants_run_attention_on_packed_heads(tiny_export) -> None:
+    """fp32 and int8 (built from it) feed RoPE and Attention (B,S,H*D) tensors: no head split/merge transposes;
+    fp16, the CUDA variant, keeps the 4-D layout its GPU numbers were measured with."""
+    out, _, _ = tiny_export
+    for variant, packed in (("fp32", True), ("int8", True), ("fp16", False)):
+        model = onnx.load(str(out / variant / "model.onnx"))
+        attrs = attention_attrs(out / variant / "model.onnx")
+        assert all(("q_num_heads" in a) == packed for _, a in attrs), variant
+        assert (not any(n.op_type == "Transpose" for n in model.graph.node)) == packed, variant
+
+
 def test_checker_finds_k(tiny_export) -> None:
     out, _, _ = tiny_export
     for variant in ("fp32", "fp16", "int8"):
