@@ -174,11 +174,13 @@ def quantize_rows_int8(
                 helper.make_node("Neg", [p + "min"], [p + "neg_min"], name=p + "Neg"),
                 helper.make_node("Max", [p + "max", p + "neg_min", "rowq_tiny"], [p + "amax"], name=p + "Max"),
                 helper.make_node("Mul", [p + "amax", "rowq_inv127"], [p + "scale"], name=p + "Scale"),  # (B,S,1)
-                helper.make_node("Shape", [p + "scale"], [p + "shape"], name=p + "Shape"),
-                helper.make_node("Expand", ["rowq_zero_point", p + "shape"], [p + "zp"], name=p + "Expand"),
-                helper.make_node("QuantizeLinear", [x, p + "scale", p + "zp"], [p + "q"], axis=-1, block_size=k,
-                                 name=p + "QuantizeLinear"),  # (B,S,K) uint8
             ]
+            if not quantized_input:  # every row scale is (B,S,1): one zero-point tensor of that shape serves all
+                new_nodes += [helper.make_node("Shape", [p + "scale"], ["rowq/shape"], name="rowq/Shape"),
+                              helper.make_node("Expand", ["rowq_zero_point", "rowq/shape"], ["rowq/zp"],
+                                               name="rowq/Expand")]
+            new_nodes.append(helper.make_node("QuantizeLinear", [x, p + "scale", "rowq/zp"], [p + "q"], axis=-1,
+                                              block_size=k, name=p + "QuantizeLinear"))  # (B,S,K) uint8
             quantized_input[x] = (p + "q", p + "scale")
         if node.name in member:
             q, scale = quantized_input[node.input[0]]
