@@ -43,7 +43,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # mixed with the first 5,000 NLI triplets of `data/nli/train/triplets.csv.gz` (New-Protocols base + contrast,
     # Wikipedia premises): the best mean over the three dev sets (STS-B dev, SICK-R trial, NLI dev), 64.17 against
     # 63.78 with all 17,306 triplets and 60.68 with pairs only. fp32 unless the CPU has native bf16 (`auto`). The
-    # dev curve (250 STS-B dev pairs every 30 steps) is logged and the best step kept, as in the sweep trial.
+    # dev curve (250 STS-B dev pairs spread over the file, every 30 steps) is logged and the best step kept,
+    # as in the sweep trial.
     "quick": {
         "encoder": {"keep_layers": 28},
         "lora": {"layers": 8},
