@@ -1,7 +1,8 @@
 """Recipe search that cannot cheat: trials are trained and *selected on development data only*.
 
 A sweep is a named set of trials, each a few dotted overrides on one profile. Every trial trains with a
-dev-set curve (STS-B dev Spearman every `eval_every` steps, the best step kept), and its selected adapter
+dev-set curve (STS-B dev Spearman every `eval_every` steps; the best or the last step kept, as the profile's
+`train.select_best` says), and its kept adapter
 is scored once more on each selection set (STS-B dev, SICK-R dev). Test splits are refused here: they
 are for reporting a finished recipe (`bellm eval`, or the flow's report), never for choosing one.
 
@@ -79,9 +80,9 @@ class SweepSpec(BaseModel):
 
 
 def trial_config(spec: SweepSpec, name: str) -> RunConfig:
-    """The trial's full configuration: profile ← spec.base ← trial overrides ← the dev curve settings."""
-    over = {**spec.base, **spec.trials[name], "train.eval_every": spec.eval_every, "data.dev_pairs": spec.dev,
-            "train.select_best": True}
+    """The trial's full configuration: profile ← spec.base ← trial overrides ← the dev curve settings. Which step
+    is kept (`train.select_best`: the curve's best, or the last) is the profile's, so a trial trains as its profile."""
+    over = {**spec.base, **spec.trials[name], "train.eval_every": spec.eval_every, "data.dev_pairs": spec.dev}
     cfg = build_config(spec.profile, over)
     refuse_test_splits(cfg.data.train_pairs + cfg.data.train_triplets, f"trial {name}'s training data")
     return cfg

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bellm.profiles import build_config
 from bellm.splits import is_test_split
 from bellm.sweep import SweepSpec, learning_curve, table_rows, to_csv, to_markdown, trial_config
 
@@ -37,7 +38,18 @@ def test_trial_config_applies_overrides_and_curve_settings() -> None:
     spec = SweepSpec(profile="smoke", base={"train.lr": 1e-3}, trials={"a": {"encoder.keep_layers": 3}}, eval_every=7)
     cfg = trial_config(spec, "a")
     assert cfg.train.lr == 1e-3 and cfg.encoder.keep_layers == 3 and cfg.train.eval_every == 7
-    assert cfg.data.dev_pairs == spec.dev and cfg.train.select_best
+    assert cfg.data.dev_pairs == spec.dev
+    assert cfg.train.select_best == build_config("smoke").train.select_best  # the profile's choice of step
+
+
+def test_quick_and_its_trials_keep_the_last_step() -> None:
+    """A 250-pair curve is too noisy to pick a step (it chose step 60 of 120 by 0.04; the full dev suite preferred
+    step 120 by 0.68): the CPU profiles keep the last step, and their sweep trials train the same way."""
+    from bellm.paths import REPO_ROOT
+
+    spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
+    assert not build_config("quick").train.select_best and not build_config("standard").train.select_best
+    assert not any(trial_config(spec, t).train.select_best for t in spec.trials)
 
 
 def test_learning_curve_and_table(tmp_path: Path) -> None:
@@ -174,7 +186,6 @@ def test_a_sweep_trial_and_the_flows_train_step_share_one_training(tiny_model_di
     import bellm.training.loop
     import bellm_app.tasks.train as tr
     from bellm.models import resolve_source
-    from bellm.profiles import build_config
     from bellm.sweep import run_trial, trials_root
     from bellm.trial import prepare_data
 
