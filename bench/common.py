@@ -41,6 +41,19 @@ def sts_sentences(n: int = 512, split: str = "test") -> list[str]:
     return read_pairs(STS_DIR / "stsb" / f"{split}.tsv").unique_sentences(n)
 
 
+# The CPU features that decide which kernels run (bf16/int8 native or emulated): recorded with every speed number.
+KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+             "amx_tile", "asimddp", "i8mm", "bf16")
+
+
+def key_cpu_flags() -> list[str]:
+    """This CPU's `KEY_FLAGS`, sorted."""
+    from bellm.hardware import cpu_flags
+
+    flags = cpu_flags()
+    return sorted(f for f in KEY_FLAGS if f in flags)
+
+
 def machine() -> dict[str, object]:
     import torch
 

@@ -31,11 +31,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import sts_sentences  # noqa: E402
+from common import key_cpu_flags, sts_sentences  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
-             "amx_tile", "asimddp", "i8mm", "bf16")
 
 
 def build_form(form: str, fp32_dir: Path, d: Path, tokenize: Any) -> dict[str, Any]:
@@ -78,7 +76,6 @@ def main() -> None:
     from bellm.export.api import export_encoder
     from bellm.export.invariance import check_invariance
     from bellm.export.parity import PARITY_SENTENCES, suite_scorer
-    from bellm.hardware import cpu_flags
     from bellm.precision import cast_parameters
     from bellm.runtime import OnnxEncoder
     from bellm.tokenize import encode_one
@@ -143,11 +140,10 @@ def main() -> None:
         r["x_pytorch_bf16"] = r["sent_per_s"] / bf16 if bf16 else None
         sp, sp0 = r["stsb_dev_spearman"], rows["ort_fp32"]["stsb_dev_spearman"]
         r["spearman_delta"] = None if sp is None or sp0 is None else sp - sp0
-    flags = cpu_flags()
     out = {"export": str(args.export) if args.export else f"{args.model} exported here (fp32)",
            "adapter": args.adapter, "sentences": len(texts), "sentence_set": "STS-B dev (first unique)",
            "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
-           "cpu": platform.processor() or platform.machine(), "cpu_flags": sorted(f for f in KEY_FLAGS if f in flags),
+           "cpu": platform.processor() or platform.machine(), "cpu_flags": key_cpu_flags(),
            "onnxruntime": __import__("onnxruntime").__version__, "torch": torch.__version__,
            "numpy": np.__version__, "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
            "engines": rows, "command": " ".join(sys.argv)}

@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import sts_sentences  # noqa: E402
-from int8_probe import KEY_FLAGS  # noqa: E402
+from common import key_cpu_flags, sts_sentences  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +36,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
     args = ap.parse_args()
 
-    from bellm.hardware import cpu_flags
     from bellm.runtime import OnnxEncoder
 
     texts = sts_sentences(args.sentences, "dev")
@@ -55,9 +53,8 @@ def main() -> None:
                      "rounds": [round(x, 1) for x in r],
                      "max_abs_diff_vs_first": float(np.abs(emb - embs[0]).max()),
                      "min_cos_vs_first": float((emb * embs[0]).sum(-1).min())})
-    flags = sorted(f for f in KEY_FLAGS if f in cpu_flags())
     result = {"command": "bench/onnx_ab.py " + " ".join(sys.argv[1:]), "sentences": len(texts), "batch": args.batch,
-              "threads": args.threads, "cpu_flags": flags, "loadavg": os.getloadavg(), "rows": rows}
+              "threads": args.threads, "cpu_flags": key_cpu_flags(), "loadavg": os.getloadavg(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = [f"# A/B of exported models ({len(texts)} STS-B dev sentences, batch {args.batch}, {args.threads} threads, "

@@ -175,14 +175,3 @@ def test_spread_samples_evenly_and_keeps_order() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         p.spread(0)
 
-
-def test_the_dev_curve_reads_the_whole_dev_file() -> None:
-    """The in-training curve's capped dev set spans the file (a genre-ordered dev split is not read by its head)."""
-    from bellm.data import load_pairs
-    from bellm.profiles import build_config
-    from bellm.training.dev_score import curve_pairs
-
-    cfg = build_config("quick")
-    full, curve = load_pairs(cfg.data.dev_pairs), curve_pairs(cfg)
-    assert len(curve) == cfg.dev_curve_pairs < len(full)
-    assert curve.sentence1[-1] in full.sentence1[len(full) * 9 // 10:]

@@ -442,3 +442,15 @@ def test_span_poolings_train_and_reload_the_same(pooling: str, tiny_model_dir: P
     set_peft_model_state_dict(peft_model, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
     ref = embed_module(module, enc.tokenizer, enc.template, texts, cfg.encoder.max_length, 8)
     assert np.abs(enc.encode(texts) - ref).max() < 1e-4
+
+
+def test_the_dev_curve_reads_the_whole_dev_file() -> None:
+    """The in-training curve's capped dev set spans the file (a genre-ordered dev split is not read by its head)."""
+    from bellm.data import load_pairs
+    from bellm.profiles import build_config
+    from bellm.training.dev_score import curve_pairs
+
+    cfg = build_config("quick")
+    full, curve = load_pairs(cfg.data.dev_pairs), curve_pairs(cfg)
+    assert len(curve) == cfg.dev_curve_pairs < len(full)
+    assert curve.sentence1[-1] in full.sentence1[len(full) * 9 // 10:]
