@@ -175,6 +175,11 @@ class DataConfig(Section):
     max_train_pairs: int | None = Field(None, ge=1)
     max_train_triplets: int | None = Field(None, ge=1)
     max_eval_pairs: int | None = Field(None, ge=1, description="cap evaluation pairs per task (smoke runs)")
+    pair_share: float | None = Field(
+        None, gt=0, lt=1,
+        description="share of steps that take a pair batch when pairs and triplets are both set (None: in "
+        "proportion to their rows; else an epoch is every pair once plus triplets drawn to give the share)",
+    )
     exclude_held_out: bool = Field(
         True,
         description="drop training pairs that are evaluation/selection pairs and triplets holding an "

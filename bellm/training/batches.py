@@ -107,16 +107,40 @@ class DataPosition:
     index: int = 0
 
 
-def epoch_plan(n_pairs: int, n_triplets: int, global_batch: int, seed: int, epoch: int) -> list[StepBatch]:
-    """The shuffled batches of one epoch, pairs and triplets interleaved; the last partial batch is dropped."""
+def epoch_plan(
+    n_pairs: int, n_triplets: int, global_batch: int, seed: int, epoch: int, pair_share: float | None = None
+) -> list[StepBatch]:
+    """The shuffled batches of one epoch, pairs and triplets interleaved; the last partial batch is dropped.
+
+    Without `pair_share` an epoch is every row of both kinds once, so the kinds mix in proportion to their
+    rows. With it (and both kinds usable) an epoch is every pair batch once plus as many triplet batches as
+    make pair batches that share of the steps; those triplets come, in order, from an endless stream of
+    shuffled triplet epochs, so a short run still sees every pair and a spread sample of all triplets.
+    """
     rng = np.random.default_rng([seed, epoch])
     batches: list[StepBatch] = []
-    for kind, n in (("pairs", n_pairs), ("triplets", n_triplets)):
-        perm = rng.permutation(n)
-        for i in range(0, n - global_batch + 1, global_batch):
-            batches.append(StepBatch(kind, perm[i : i + global_batch]))  # type: ignore[arg-type]
+    p_perm = rng.permutation(n_pairs)
+    for i in range(0, n_pairs - global_batch + 1, global_batch):
+        batches.append(StepBatch("pairs", p_perm[i : i + global_batch]))
+    n_pair_batches = len(batches)
+    if pair_share is not None and n_pair_batches and n_triplets >= global_batch:
+        n_trip = max(1, round(n_pair_batches * (1.0 - pair_share) / pair_share))
+        rows = _triplet_stream(n_triplets, seed, epoch * n_trip * global_batch, n_trip * global_batch)
+        batches += [StepBatch("triplets", rows[i : i + global_batch]) for i in range(0, len(rows), global_batch)]
+    else:
+        t_perm = rng.permutation(n_triplets)
+        for i in range(0, n_triplets - global_batch + 1, global_batch):
+            batches.append(StepBatch("triplets", t_perm[i : i + global_batch]))
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
+
+
+def _triplet_stream(n: int, seed: int, start: int, count: int) -> np.ndarray:
+    """Rows `start .. start+count` of the endless concatenation of seeded permutations of range(n)."""
+    first, last = start // n, (start + count - 1) // n
+    # (count,) row indices; a permutation is a pure function of (seed, its number): resumable, same on every rank
+    stream = np.concatenate([np.random.default_rng([seed, k, 1]).permutation(n) for k in range(first, last + 1)])
+    return stream[start - first * n : start - first * n + count]
 
 
 def check_batch_fits(data: TrainData, global_batch: int) -> None:
@@ -135,12 +159,12 @@ def _dropped_note(data: TrainData) -> str:
 
 
 def batch_stream(
-    data: TrainData, global_batch: int, seed: int, start: DataPosition
+    data: TrainData, global_batch: int, seed: int, start: DataPosition, pair_share: float | None = None
 ) -> Iterator[tuple[StepBatch, DataPosition]]:
     """Endless (batch, position after it) from `start`; epochs reshuffle with their own seed."""
     epoch, index = start.epoch, start.index
     while True:
-        plan = epoch_plan(data.n_pairs, data.n_triplets, global_batch, seed, epoch)
+        plan = epoch_plan(data.n_pairs, data.n_triplets, global_batch, seed, epoch, pair_share)
         while index < len(plan):
             index += 1
             yield plan[index - 1], DataPosition(epoch, index)

@@ -297,7 +297,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=t.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        stream = batch_stream(self.data, self.gb, t.seed, self.position)
+        stream = batch_stream(self.data, self.gb, t.seed, self.position, self.cfg.data.pair_share)
         logf = open(self.log_path, "a", encoding="utf-8") if self.info.is_main else None  # noqa: SIM115
         try:
             while self.step < t.max_steps:

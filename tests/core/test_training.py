@@ -52,6 +52,31 @@ def test_epoch_plan_is_seeded_complete_and_mixed() -> None:
     assert any((a.indices != b.indices).any() or a.kind != b.kind for a, b in zip(plan, other, strict=True))
 
 
+def test_pair_share_sees_every_pair_each_epoch_and_walks_all_triplets() -> None:
+    # 40 pairs → 5 batches of 8; share 0.5 → 5 triplet batches per epoch, from 100 triplets (12 batches' worth)
+    plans = [epoch_plan(40, 100, 8, seed=3, epoch=e, pair_share=0.5) for e in range(3)]
+    for plan in plans:
+        kinds = [b.kind for b in plan]
+        assert kinds.count("pairs") == 5 and kinds.count("triplets") == 5
+        assert sorted(np.concatenate([b.indices for b in plan if b.kind == "pairs"]).tolist()) == list(range(40))
+    trips = np.concatenate([b.indices for plan in plans[:2] for b in plan if b.kind == "triplets"])
+    assert len(set(trips.tolist())) == 80  # epochs 0-1 take 80 distinct triplets of the first shuffled pass
+    assert set(np.concatenate([b.indices for b in plans[2] if b.kind == "triplets"]).tolist()) - set(trips.tolist())
+    # a share of 0.25 asks three triplet batches per pair batch
+    assert [b.kind for b in epoch_plan(40, 100, 8, 3, 0, pair_share=0.25)].count("triplets") == 15
+    # without triplets the share has nothing to mix: an epoch is the pairs
+    assert [b.kind for b in epoch_plan(40, 0, 8, 3, 0, pair_share=0.5)] == ["pairs"] * 5
+
+
+def test_pair_share_stream_resumes_from_a_position() -> None:
+    data = load_train_data(tiny_cfg(Path("."), data={"max_train_pairs": 20, "max_train_triplets": 12}).data)
+    full = batch_stream(data, 4, 7, DataPosition(), pair_share=0.5)
+    first = [next(full) for _ in range(14)]
+    again = batch_stream(data, 4, 7, first[6][1], pair_share=0.5)
+    for (b, pos), (b2, pos2) in zip(first[7:], [next(again) for _ in range(7)], strict=True):
+        assert b.kind == b2.kind and (b.indices == b2.indices).all() and pos == pos2
+
+
 def test_batch_stream_resumes_from_a_position() -> None:
     data = load_train_data(tiny_cfg(Path("."), data={"max_train_pairs": 20, "max_train_triplets": 12}).data)
     full = batch_stream(data, 4, 7, DataPosition())
