@@ -22,7 +22,7 @@ def test_defaults_and_profiles_validate() -> None:
     assert (s.train.lr, s.train.max_steps, s.train.schedule) == (1e-3, 640, "cosine") and q.train.lr == 1e-3
 
 
-@pytest.mark.parametrize(("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix-640")])
+@pytest.mark.parametrize(("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix-640-share50")])
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
     while each profile's training settings equal its trial's (the dev curve that picks the kept step too)."""
@@ -149,7 +149,7 @@ def test_training_tree_keys_data_by_repo_relative_path(tmp_path) -> None:
 
 
 def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
-    """`standard` trains exactly as the trial `nli-mix-640`: the trial sets its curve's cap through
+    """`standard` trains exactly as the trial `nli-mix-640-share50`: the trial sets its curve's cap through
     `data.max_eval_pairs`, the profile through `train.eval_max_pairs`. One configuration, one training (issue 27):
     `bellm run --profile standard` after the sweep must reuse the trial's training, not train it again."""
     from bellm.keys import train_key
@@ -158,7 +158,9 @@ def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
 
     spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
     data = {"train.tsv": "x"}
-    assert train_key(trial_config(spec, "nli-mix-640"), data, "b") == train_key(build_config("standard"), data, "b")
+    assert train_key(trial_config(spec, "nli-mix-640-share50"), data, "b") == train_key(
+        build_config("standard"), data, "b"
+    )
     other_curve = build_config("standard", ["train.eval_max_pairs=100"])
     assert train_key(other_curve, data, "b") != train_key(build_config("standard"), data, "b")
 
@@ -178,3 +180,5 @@ def test_sweep_trials_say_their_data_whatever_the_profile_holds() -> None:
             assert cfg.data.max_train_triplets == 5000, name
         elif name.startswith("nli-mix-"):
             assert cfg.data.train_triplets and cfg.data.max_train_triplets is None, name
+        share = name.partition("-share")[2]
+        assert cfg.data.pair_share == (int(share) / 100 if share else None), name
