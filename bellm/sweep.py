@@ -160,7 +160,8 @@ def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> 
         "key": out.name.rsplit("-", 1)[1],
         "overrides": spec.trials[name],
         "steps": res.train["steps"],
-        "best_step": res.train["best_step"],
+        "best_step": res.train["best_step"],  # the dev curve's best step
+        "kept_step": res.train["best_step"] if cfg.train.select_best and res.train["best_step"] else res.train["steps"],
         "train_seconds": curve[-1]["seconds"] if curve else None,
         "wall_seconds": round(res.train["seconds"], 1),
         "curve": curve,
@@ -178,13 +179,25 @@ def _set_name(path: str) -> str:
     return f"{p.parent.name}_{p.stem}"
 
 
+def _kept_step(r: Mapping[str, Any]) -> int | None:
+    """The step whose adapter was scored; results written before `kept_step` was recorded say it through their
+    adapter's `bellm.json` (its `steps`), else they kept the curve's best (trials then always did)."""
+    if r.get("kept_step") is not None:
+        return r["kept_step"]
+    meta = Path(r.get("adapter") or "") / "bellm.json"
+    if r.get("adapter") and meta.is_file():
+        return json.loads(meta.read_text(encoding="utf-8")).get("steps", r.get("best_step"))
+    return r.get("best_step")
+
+
 def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per trial: its overrides, dev scores, best step, budget; sorted by STS-B dev."""
+    """One row per trial: its overrides, dev scores, kept and best step, budget; sorted by STS-B dev."""
     rows = []
     for r in results:
         row = {"trial": r["name"], "overrides": json.dumps(r["overrides"], sort_keys=True)}
         row.update({f"dev:{k}": v for k, v in r["selection"].items()})
-        row.update(best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"], wall_s=r["wall_seconds"],
+        row.update(kept_step=_kept_step(r), best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"],
+                   wall_s=r["wall_seconds"],
                    prefix_hits=r.get("prefix_hit_share"))
         rows.append(row)
     first = next(iter(rows[0]), None) if rows else None
@@ -227,8 +240,9 @@ def write_report(results: Sequence[Mapping[str, Any]], out: Path, spec: SweepSpe
     md = (
         f"# Recipe search ({len(results)} trials, profile `{spec.profile}`)\n\n"
         f"Selected on development data only: `{portable_path(spec.dev)}` during training (every {spec.eval_every} "
-        f"steps, best step kept), then {', '.join(f'`{portable_path(p)}`' for p in spec.extra_dev) or 'nothing else'} "
-        "on the selected adapter. "
+        f"steps; `best_step` is the curve's best), then "
+        f"{', '.join(f'`{portable_path(p)}`' for p in spec.extra_dev) or 'nothing else'} on the kept adapter "
+        "(`kept_step`: the curve's best or the last step, as the trial's `train.select_best` says). "
         "`train_s` is training compute without dev evaluations; `prefix_hits` is the share of the trial's sentences "
         "whose frozen-layer states came from the process's cache (the first trial of a process fills it, so its "
         "`train_s` is higher; empty: recorded before this column existed, or the cache was off).\n\n"
