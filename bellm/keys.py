@@ -87,10 +87,13 @@ def suite_data_sha256(suite: str | Sequence[str]) -> dict[str, str]:
 def trial_key(cfg: RunConfig, suites: Sequence[str | Sequence[str]], trained: bool, max_pairs: int | None,
               data_sha256: Mapping[str, str], base_sha256: str) -> str:
     """A trial's result (`bellm.trial.run_trial`): the training's key (untrained: the encoder, base model and
-    code), the evaluated suites with their files' sha256, the pair cap."""
+    code), the evaluated suites with their files' sha256, the pair cap. Files go in by `portable_path`, so a sweep
+    run from another checkout of the repository finds its finished trials."""
     model = (train_key(cfg, data_sha256, base_sha256) if trained
              else [cfg.encoder_config.model_dump(mode="json"), base_sha256, _code()])
-    return content_key("trial", model, [[s, suite_data_sha256(s)] for s in suites], max_pairs)
+    named = [s if isinstance(s, str) else [portable_path(f) for f in s] for s in suites]  # a name, or its files
+    return content_key("trial", model, [[n, suite_data_sha256(s)] for n, s in zip(named, suites, strict=True)],
+                       max_pairs)
 
 
 def eval_key(encoder: EncoderConfig | Path | str, adapter: str | None, dtype: str | None,

@@ -122,6 +122,24 @@ def test_trial_key_follows_file_contents(tmp_path: Path) -> None:
     assert trial_key(spec, cfg) != before
 
 
+def test_trial_key_is_the_same_in_every_checkout(tmp_path: Path, monkeypatch) -> None:
+    """Selection sets used to enter the key by absolute path: a sweep run from a second checkout (a worktree)
+    scored its finished trials again. The same file under another repository root now gives the same key."""
+    import shutil
+
+    import bellm.paths
+    from bellm.keys import trial_key
+    from bellm.paths import REPO_ROOT
+
+    rel = Path("data/sts/stsb/dev.tsv")
+    cfg = trial_config(SweepSpec(trials={"a": {}}), "a")
+    here = trial_key(cfg, [[str(REPO_ROOT / rel)]], False, 500, {}, "b")
+    (tmp_path / rel).parent.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / rel, tmp_path / rel)
+    monkeypatch.setattr(bellm.paths, "REPO_ROOT", tmp_path)
+    assert trial_key(cfg, [[str(tmp_path / rel)]], False, 500, {}, "b") == here
+
+
 def test_trial_key_follows_the_dev_curve_settings() -> None:
     """The curve's interval and pair cap choose which step's adapter a trial keeps: a sweep with another curve is
     another trial (the key used to leave them out, so a sweep every 60 steps reused a trial selected every 30)."""
