@@ -109,7 +109,7 @@ PROFILES["standard"] = _deep_merge(
     PROFILES["quick"],
     {
         # Half the steps take pairs (`data.pair_share`): in proportion to the rows a pair batch came on 23% of the
-        # steps and 640 steps saw ~45% of the pairs. Trial `nli-mix-640-share50`, last step: 84.43 / 81.08 / 42.62
+        # steps and 640 steps saw 48% of the pairs. Trial `nli-mix-640-share50`, last step: 84.43 / 81.08 / 42.62
         # = 69.38 against `nli-mix-640` 84.37 / 79.42 / 42.81 = 68.86 (same code and sets; 2142 vs 2531 s).
         "data": {"max_train_triplets": None, "pair_share": 0.5},
         "train": {"max_steps": 640, "warmup_steps": 32, "schedule": "cosine", "checkpoint_every": 40},
