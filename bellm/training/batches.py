@@ -153,6 +153,14 @@ def check_batch_fits(data: TrainData, global_batch: int) -> None:
         )
 
 
+def pair_share_note(data: TrainData, global_batch: int, pair_share: float | None) -> str | None:
+    """Why `data.pair_share` has no effect here (one kind has less than a global batch), or None."""
+    if pair_share is None or (data.n_pairs >= global_batch and data.n_triplets >= global_batch):
+        return None
+    return (f"data.pair_share={pair_share} has nothing to mix: {data.n_pairs} pairs and {data.n_triplets} triplets "
+            f"for a global batch of {global_batch}; every step takes the one kind there is")
+
+
 def _dropped_note(data: TrainData) -> str:
     dropped = sum(f.get("held_out_dropped", 0) for f in data.files)
     return f" after dropping {dropped} held-out rows (data.exclude_held_out)" if dropped else ""

@@ -44,6 +44,7 @@ from bellm.training.batches import (
     load_train_data,
     make_micro_batch,
     micro_indices,
+    pair_share_note,
 )
 from bellm.training.dev_score import curve_pairs, dev_spearman
 from bellm.training.optim import make_optimizer, make_scheduler
@@ -123,6 +124,8 @@ class Trainer:
         for kind, n in (("pairs", self.data.n_pairs), ("triplets", self.data.n_triplets)):
             if 0 < n < self.gb:
                 log.warning("%d %s are fewer than one global batch (%d): they will not be used", n, kind, self.gb)
+        if note := pair_share_note(self.data, self.gb, cfg.data.pair_share):
+            log.warning("%s", note)
         self.dev = curve_pairs(cfg) if t.eval_every else None
         self.module, self.peft = build_lora_module(cfg, self.res)
         self.module.to(info.device)

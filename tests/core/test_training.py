@@ -18,6 +18,7 @@ from bellm.training.batches import (
     make_micro_batch,
     micro_indices,
     normalize_scores,
+    pair_share_note,
     text_ids,
 )
 
@@ -66,6 +67,12 @@ def test_pair_share_sees_every_pair_each_epoch_and_walks_all_triplets() -> None:
     assert [b.kind for b in epoch_plan(40, 100, 8, 3, 0, pair_share=0.25)].count("triplets") == 15
     # without triplets the share has nothing to mix: an epoch is the pairs
     assert [b.kind for b in epoch_plan(40, 0, 8, 3, 0, pair_share=0.5)] == ["pairs"] * 5
+
+
+def test_pair_share_without_two_kinds_says_it_does_nothing() -> None:
+    data = load_train_data(tiny_cfg(Path("."), data={"max_train_pairs": 20, "max_train_triplets": 12}).data)
+    assert pair_share_note(data, 4, None) is None and pair_share_note(data, 4, 0.5) is None
+    assert "nothing to mix" in (pair_share_note(data, 16, 0.5) or "")  # 12 triplets < one batch of 16
 
 
 def test_pair_share_stream_resumes_from_a_position() -> None:
