@@ -179,24 +179,13 @@ def _set_name(path: str) -> str:
     return f"{p.parent.name}_{p.stem}"
 
 
-def _kept_step(r: Mapping[str, Any]) -> int | None:
-    """The step whose adapter was scored; results written before `kept_step` was recorded say it through their
-    adapter's `bellm.json` (its `steps`), else they kept the curve's best (trials then always did)."""
-    if r.get("kept_step") is not None:
-        return r["kept_step"]
-    meta = Path(r.get("adapter") or "") / "bellm.json"
-    if r.get("adapter") and meta.is_file():
-        return json.loads(meta.read_text(encoding="utf-8")).get("steps", r.get("best_step"))
-    return r.get("best_step")
-
-
 def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per trial: its overrides, dev scores, kept and best step, budget; sorted by STS-B dev."""
     rows = []
     for r in results:
         row = {"trial": r["name"], "overrides": json.dumps(r["overrides"], sort_keys=True)}
         row.update({f"dev:{k}": v for k, v in r["selection"].items()})
-        row.update(kept_step=_kept_step(r), best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"],
+        row.update(kept_step=r.get("kept_step"), best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"],
                    wall_s=r["wall_seconds"],
                    prefix_hits=r.get("prefix_hit_share"))
         rows.append(row)

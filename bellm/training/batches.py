@@ -122,9 +122,8 @@ def epoch_plan(
     p_perm = rng.permutation(n_pairs)
     for i in range(0, n_pairs - global_batch + 1, global_batch):
         batches.append(StepBatch("pairs", p_perm[i : i + global_batch]))
-    n_pair_batches = len(batches)
-    if pair_share is not None and n_pair_batches and n_triplets >= global_batch:
-        n_trip = max(1, round(n_pair_batches * (1.0 - pair_share) / pair_share))
+    if pair_share is not None and _both_kinds(n_pairs, n_triplets, global_batch):
+        n_trip = max(1, round(len(batches) * (1.0 - pair_share) / pair_share))
         rows = _triplet_stream(n_triplets, seed, epoch * n_trip * global_batch, n_trip * global_batch)
         batches += [StepBatch("triplets", rows[i : i + global_batch]) for i in range(0, len(rows), global_batch)]
     else:
@@ -133,6 +132,11 @@ def epoch_plan(
             batches.append(StepBatch("triplets", t_perm[i : i + global_batch]))
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
+
+
+def _both_kinds(n_pairs: int, n_triplets: int, global_batch: int) -> bool:
+    """Both kinds fill a global batch: only then is there a mix for `data.pair_share` to set."""
+    return n_pairs >= global_batch and n_triplets >= global_batch
 
 
 def _triplet_stream(n: int, seed: int, start: int, count: int) -> np.ndarray:
@@ -155,7 +159,7 @@ def check_batch_fits(data: TrainData, global_batch: int) -> None:
 
 def pair_share_note(data: TrainData, global_batch: int, pair_share: float | None) -> str | None:
     """Why `data.pair_share` has no effect here (one kind has less than a global batch), or None."""
-    if pair_share is None or (data.n_pairs >= global_batch and data.n_triplets >= global_batch):
+    if pair_share is None or _both_kinds(data.n_pairs, data.n_triplets, global_batch):
         return None
     return (f"data.pair_share={pair_share} has nothing to mix: {data.n_pairs} pairs and {data.n_triplets} triplets "
             f"for a global batch of {global_batch}; every step takes the one kind there is")

@@ -65,7 +65,6 @@ def test_learning_curve_and_table(tmp_path: Path) -> None:
     ]
     rows = table_rows(res)
     assert [r["trial"] for r in rows] == ["b", "a"]
-    assert rows[0]["kept_step"] == 2  # an old result without `kept_step` or adapter: the curve's best was kept
     last = table_rows([{**res[0], "best_step": 1, "kept_step": 2}])[0]
     assert (last["kept_step"], last["best_step"]) == (2, 1)
     assert "| b |" in to_markdown(rows) and to_csv(rows).startswith("trial,overrides,dev:stsb_dev")
