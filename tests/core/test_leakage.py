@@ -101,3 +101,28 @@ def test_the_held_out_files_are_in_the_training_key(tmp_path: Path, monkeypatch:
         keys.append([train_key(cfg, {"train.tsv": "x"}, "base") for cfg in (on, off)])
     assert keys[0][0] != keys[1][0]  # filtering: the edit retrains
     assert keys[0][1] == keys[1][1]  # not filtering: the held-out files decide nothing
+
+
+EUROPARL_DEV = DATA_DIR / "sts" / "europarl" / "dev.tsv"
+
+
+def test_the_unseen_domain_dev_set_shares_no_sentence_with_training_or_evaluation_data() -> None:
+    """`sts/europarl/dev.tsv` (STS 2012 SMTeuroparl train) measures a domain nothing trains on: none of its
+    sentences is in a training file of any profile (before filtering) or in another evaluation/selection set;
+    the staging dropped the two MSRpar rows mixed into the source file (PROVENANCE.md section f)."""
+    dev = read_pairs(EUROPARL_DEV)
+    assert len(dev) == 732
+    sents = {normalize(s) for s in [*dev.sentence1, *dev.sentence2]}
+    others = held_out([f for f in held_out_files() if f.resolve() != EUROPARL_DEV.resolve()])
+    assert not sents & others.sentences
+    for profile in sorted(p for p in PROFILES if p != "paper"):
+        cfg = build_config(profile)
+        for f in cfg.data.train_pairs:
+            p = read_pairs(f)
+            assert not sents & {normalize(s) for s in [*p.sentence1, *p.sentence2]}, (profile, f)
+        for f in cfg.data.train_triplets:
+            t = load_triplets(f)
+            assert not sents & {normalize(s) for s in [*t.anchor, *t.positive, *t.negative]}, (profile, f)
+    from bellm.io import sha256_file
+
+    assert sha256_file(EUROPARL_DEV) in (DATA_DIR / "PROVENANCE.md").read_text()
