@@ -9,17 +9,10 @@ from typing import Any
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import DTYPE_HELP, check_output_dir, user_errors
+from bellm.cli.common import DTYPE_HELP, SUITE_HELP, check_output_dir, user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.config import GateConfig
 from bellm.errors import InputError
-
-SUITE_HELP = (
-    "what to evaluate on: 'gate' (STS-B dev, fast), 'dev' (STS-B dev + SICK-R trial: what the flow decides on), "
-    "'full' (STS12-16, STS-B test, SICK-R test: reported, never deciding), a task key "
-    "(sts12..sts16, stsb, sickr, stsb_dev, sickr_dev), or scored-pair files (.tsv/.csv/.jsonl with score, sentence1, "
-    "sentence2); repeat --suite for several"
-)
 
 
 def parse_min_task(items: list[str]) -> dict[str, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from bellm.cli import app
-from bellm.cli.common import user_errors
+from bellm.cli.common import suite_tasks, user_errors
 from bellm.cli.options import EncoderChoice, encoder_options
 from bellm.config import ExportConfig
 from bellm.errors import InputError
@@ -38,8 +38,8 @@ def export(
     opset: int = typer.Option(_X.opset,
                               help=ExportConfig.model_fields["opset"].description),
     sts_gate: bool = typer.Option(
-        True, help="publish a variant only if its STS Spearman on the dev splits (STS-B dev + SICK-R trial) is within "
-        "--max-drop of fp32"
+        True, help=f"publish a variant only if its STS Spearman on the dev splits ({suite_tasks('dev')}) is "
+        "within --max-drop of fp32"
     ),
     sts_max_pairs: int | None = typer.Option(
         None, help="score the STS gate on N pairs of each dev task, evenly spaced (smoke runs)"

@@ -40,3 +40,15 @@ def test_other_errors_are_not_reported_as_bad_input(exc: BaseException) -> None:
     """A ValueError from deep inside a library used to become "error: ... exit 2", hiding the bug."""
     r = CliRunner().invoke(_app(exc), [])
     assert r.exit_code != 2 and isinstance(r.exception, type(exc))
+
+
+def test_suite_help_names_every_task_the_dev_suite_decides_on() -> None:
+    """`bellm eval --help` said 'dev' was STS-B dev + SICK-R trial after NLI dev joined the suite; the help is now
+    built from `bellm.sts.SUITES`, so it names what the flow really decides on."""
+    from bellm.cli.common import SUITE_HELP
+    from bellm.sts import DATA_TASKS, SUITES, TASK_LABELS
+
+    for task in SUITES["dev"]:
+        assert TASK_LABELS[task] in SUITE_HELP
+    for key in DATA_TASKS:
+        assert key in SUITE_HELP
