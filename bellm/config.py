@@ -243,8 +243,8 @@ class GateConfig(Section):
 class EvalConfig(Section):
     gate_suite: str | list[str] = Field(
         "dev", description="the decision set (issue 26): what the quality gates, the champion's regression check and "
-        "the export's variant gate read; development splits only (default `dev`: STS-B dev + SICK-R trial; task "
-        "keys or scored-pair files). A test split is refused")
+        "the export's variant gate read; development splits only (default `dev`: STS-B dev + SICK-R trial + NLI "
+        "dev; task keys or scored-pair files). A test split is refused")
     report_suite: str = Field("full", description="reported only, never decides (the 7 STS tasks)")
     batch_size: int = Field(32, ge=1)
     baseline: bool = Field(True, description="also evaluate all-MiniLM-L6-v2 for the report (cached after once)")

@@ -5,8 +5,11 @@ Tasks follow SentEval so numbers compare with the literature:
   setting, the one SimCSE/BeLLM report). Per-subset numbers and "wmean" (subset Spearmans weighted by
   pair count) are kept beside it, because the two settings differ by points and papers mix them.
 - `stsb`: STS-B test; `sickr`: SICK-R test (reported, never deciding: `bellm.splits`).
-- `stsb_dev`: STS-B dev; `sickr_dev`: SICK-R trial (its dev split). The `dev` suite (both) is what the flow's
-  gates, the champion's regression check and the export's variant gate read (`eval.gate_suite`).
+- `stsb_dev`: STS-B dev; `sickr_dev`: SICK-R trial (its dev split); `nli_dev`: NLI dev pairs. The `dev` suite
+  (the three) is what the flow's gates, the champion's regression check and the export's variant gate read
+  (`eval.gate_suite`).
+- `europarl_dev`: STS 2012's SMTeuroparl *train* split, a domain no training file holds: the dev-side proxy for
+  unseen-domain quality (sweeps report it; STS12-16 is the test-side one).
 Scores are cosine similarity vs gold; metrics are Spearman and Pearson x100 (scipy).
 """
 
@@ -37,6 +40,7 @@ SPLIT_TASKS: dict[str, tuple[str, str]] = {
     "sickr": ("sickr", "test"),
     "stsb_dev": ("stsb", "dev"),
     "sickr_dev": ("sickr", "dev"),
+    "europarl_dev": ("europarl", "dev"),
 }
 # Selection sets kept outside data/sts/ (paths relative to the data directory): the NLI dev pairs (entailment 2,
 # neutral 1, contradiction 0; Wikipedia premises), a selection signal outside the STS domains.
@@ -52,6 +56,7 @@ SUITES: dict[str, tuple[str, ...]] = {
 TASK_LABELS: dict[str, str] = {
     "sts12": "STS12", "sts13": "STS13", "sts14": "STS14", "sts15": "STS15", "sts16": "STS16",
     "stsb": "STS-B", "sickr": "SICK-R", "stsb_dev": "STS-B dev", "sickr_dev": "SICK-R dev", "nli_dev": "NLI dev",
+    "europarl_dev": "Europarl dev",
 }
 
 
@@ -99,6 +104,11 @@ def _sample(subsets: list[tuple[str, Pairs]], max_pairs: int | None) -> tuple[tu
     return tuple(out)
 
 
+def is_builtin_task(key: str) -> bool:
+    """A task key of this module (`sts12`, `stsb_dev`, `nli_dev`, ...), as opposed to a suite or a file path."""
+    return key in YEAR_SUBSETS or key in SPLIT_TASKS or key in DATA_TASKS
+
+
 def task_files(name: str, sts_dir: Path = STS_DIR) -> list[Path]:
     """The files a built-in task reads (without reading them)."""
     if name in YEAR_SUBSETS:
@@ -120,7 +130,7 @@ def suite_files(suite: str | Path | Sequence[str | Path], sts_dir: Path = STS_DI
         key = str(item)
         if key in SUITES:
             out.update({t: task_files(t, sts_dir) for t in SUITES[key]})
-        elif key in YEAR_SUBSETS or key in SPLIT_TASKS:
+        elif is_builtin_task(key):
             out[key] = task_files(key, sts_dir)
         else:
             path = Path(key)
@@ -129,7 +139,8 @@ def suite_files(suite: str | Path | Sequence[str | Path], sts_dir: Path = STS_DI
 
 
 def load_task(name: str, max_pairs: int | None = None, sts_dir: Path = STS_DIR) -> Task:
-    """A built-in task by key (`sts12`..`sts16`, `stsb`, `sickr`, `stsb_dev`, `sickr_dev`, `nli_dev`)."""
+    """A built-in task by key (`sts12`..`sts16`, `stsb`, `sickr`, `stsb_dev`, `sickr_dev`, `nli_dev`,
+    `europarl_dev`)."""
     files = task_files(name, sts_dir)
     names = list(YEAR_SUBSETS[name]) if name in YEAR_SUBSETS else [SPLIT_TASKS.get(name, (name, name))[1]]
     subsets = [(n, read_pairs(f)) for n, f in zip(names, files, strict=True)]
@@ -153,8 +164,8 @@ def suite_name(suite: str | Sequence[str | Path]) -> str:
 def load_suite(
     suite: str | Path | Sequence[str | Path], max_pairs: int | None = None, sts_dir: Path = STS_DIR
 ) -> list[Task]:
-    """Tasks of a suite: `gate` (STS-B dev), `dev` (STS-B dev + SICK-R trial), `full` (the 7 tasks), a task key,
-    or scored-pair files."""
+    """Tasks of a suite: `gate` (STS-B dev), `dev` (STS-B dev + SICK-R trial + NLI dev), `full` (the 7 tasks), a
+    task key, or scored-pair files."""
     items = [suite] if isinstance(suite, str | Path) else list(suite)
     if not items:
         raise InputError("empty suite: give 'gate', 'dev', 'full', task keys or scored-pair files")
@@ -163,7 +174,7 @@ def load_suite(
         key = str(item)
         if key in SUITES:
             tasks.extend(load_task(t, max_pairs, sts_dir) for t in SUITES[key])
-        elif key in YEAR_SUBSETS or key in SPLIT_TASKS:
+        elif is_builtin_task(key):
             tasks.append(load_task(key, max_pairs, sts_dir))
         else:
             tasks.append(load_file_task(key, max_pairs))

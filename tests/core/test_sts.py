@@ -136,3 +136,15 @@ def test_cosine_rows() -> None:
     np.testing.assert_allclose(cosine_rows(a, b), [0.0, 1.0, 0.0, -1.0])
     with pytest.raises(ValueError, match="same shape"):
         cosine_rows(a, b[:2])
+
+
+@pytest.mark.parametrize("key", ["nli_dev", "europarl_dev"])
+def test_every_task_key_loads_alone_and_lists_its_files(key: str) -> None:
+    """`--suite nli_dev` was read as a file path (`unknown format '(no extension)'`) and a manifest listed the
+    path `nli_dev`: only STS12-16 and the STS-B/SICK-R splits were recognised as task keys outside a suite."""
+    from bellm.sts import load_suite, suite_files, task_files
+
+    assert suite_files([key]) == {key: task_files(key)}
+    assert all(f.is_file() for f in task_files(key))
+    (task,) = load_suite([key], max_pairs=20)
+    assert task.name == key and task.n == 20
