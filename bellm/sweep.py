@@ -49,7 +49,13 @@ class SweepSpec(BaseModel):
     dev: str = Field(str(STS_DIR / "stsb" / "dev.tsv"), description="selection set during training")
     extra_dev: list[str] = Field(
         default_factory=lambda: [str(STS_DIR / "sickr" / "dev.tsv")],
-        description="further selection sets scored on each trial's selected adapter",
+        description="further selection sets scored on each trial's kept adapter; with `dev` they make the rule "
+        "(`dev_mean`, their mean, decides)",
+    )
+    report_dev: list[str] = Field(
+        default_factory=list,
+        description="development sets scored on each kept adapter and reported beside the rule, never in it (e.g. "
+        "an unseen-domain dev set, to see whether a recipe trades it for in-domain gains)",
     )
     final_max_pairs: int | None = Field(None, ge=1, description="cap pairs when scoring selected adapters")
     prefix_cache_gb: float = Field(
@@ -68,7 +74,7 @@ class SweepSpec(BaseModel):
             raise InputError(f"trial names must be short slugs ([A-Za-z0-9_.-]): {bad}")
         return v
 
-    @field_validator("dev", "extra_dev")
+    @field_validator("dev", "extra_dev", "report_dev")
     @classmethod
     def _no_test(cls, v: str | list[str]) -> str | list[str]:
         refuse_test_splits([v] if isinstance(v, str) else v, "sweep selection set")
@@ -77,6 +83,16 @@ class SweepSpec(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> SweepSpec:
         return cls.model_validate(read_json_object(path, "the sweep spec", InputError))
+
+
+def scored_sets(spec: SweepSpec) -> list[str]:
+    """Every set a trial's kept adapter is scored on, in order: the rule's (`dev`, `extra_dev`), then `report_dev`."""
+    return [spec.dev, *spec.extra_dev, *spec.report_dev]
+
+
+def rule_names(spec: SweepSpec) -> list[str]:
+    """The names (`_set_name`) of the sets whose mean decides (`dev_mean`)."""
+    return [_set_name(p) for p in (spec.dev, *spec.extra_dev)]
 
 
 def trial_config(spec: SweepSpec, name: str) -> RunConfig:
@@ -102,7 +118,7 @@ def trial_key(spec: SweepSpec, cfg: RunConfig, data_sha256: dict[str, str] | Non
     from bellm.trial import prepare_data
 
     data = data_sha256 or prepare_data(cfg)["sha256"]
-    return key(cfg, [[p] for p in (spec.dev, *spec.extra_dev)], True, spec.final_max_pairs, data,
+    return key(cfg, [[p] for p in scored_sets(spec)], True, spec.final_max_pairs, data,
                _base_sha256(cfg.model.source))
 
 
@@ -151,7 +167,7 @@ def run_trial(spec: SweepSpec, name: str, root: Path, progress: bool = True) -> 
     cfg = trial_config(spec, name)
     data = trial.prepare_data(cfg)["sha256"]
     out = root / f"{name}-{trial_key(spec, cfg, data)}"
-    sets = [spec.dev, *spec.extra_dev]
+    sets = scored_sets(spec)
     res = trial.run_trial(cfg, [[p] for p in sets], max_pairs=spec.final_max_pairs, data_sha256=data,
                           base=_base_sha256(cfg.model.source), prefix_cache_gb=spec.prefix_cache_gb, progress=progress)
     curve = learning_curve(Path(res.train["log"]))
@@ -179,18 +195,28 @@ def _set_name(path: str) -> str:
     return f"{p.parent.name}_{p.stem}"
 
 
-def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per trial: its overrides, dev scores, kept and best step, budget; sorted by STS-B dev."""
+def table_rows(results: Sequence[Mapping[str, Any]], rule: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One row per trial: its overrides, dev scores, kept and best step, budget. With `rule` (the names of the
+    deciding sets) a `dev_mean` column (their mean: what decides) follows them, the other sets are `report:`
+    columns, and rows are sorted by `dev_mean`; without it, by the first set (STS-B dev)."""
     rows = []
     for r in results:
         row = {"trial": r["name"], "overrides": json.dumps(r["overrides"], sort_keys=True)}
-        row.update({f"dev:{k}": v for k, v in r["selection"].items()})
+        sel = r["selection"]
+        if rule is None:
+            row.update({f"dev:{k}": v for k, v in sel.items()})
+        else:
+            decide = [sel.get(k) for k in rule]
+            row.update({f"dev:{k}": v for k, v in zip(rule, decide, strict=True)})
+            row["dev_mean"] = None if None in decide else round(sum(decide) / len(decide), 2)
+            row.update({f"report:{k}": v for k, v in sel.items() if k not in rule})
         row.update(kept_step=r.get("kept_step"), best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"],
                    wall_s=r["wall_seconds"],
                    prefix_hits=r.get("prefix_hit_share"))
         rows.append(row)
     first = next(iter(rows[0]), None) if rows else None
-    key = next((k for k in (rows[0] if rows else {}) if k.startswith("dev:")), first)
+    key = "dev_mean" if rule is not None else next((k for k in (rows[0] if rows else {}) if k.startswith("dev:")),
+                                                   first)
     return sorted(rows, key=lambda x: -(x.get(key) or float("-inf")))
 
 
@@ -225,13 +251,17 @@ def plot(results: Sequence[Mapping[str, Any]], dest: Path) -> Path:
 
 
 def write_report(results: Sequence[Mapping[str, Any]], out: Path, spec: SweepSpec) -> dict[str, Path]:
-    rows = table_rows(results)
+    rows = table_rows(results, rule_names(spec))
     md = (
         f"# Recipe search ({len(results)} trials, profile `{spec.profile}`)\n\n"
         f"Selected on development data only: `{portable_path(spec.dev)}` during training (every {spec.eval_every} "
         f"steps; `best_step` is the curve's best), then "
         f"{', '.join(f'`{portable_path(p)}`' for p in spec.extra_dev) or 'nothing else'} on the kept adapter "
         "(`kept_step`: the curve's best or the last step, as the trial's `train.select_best` says). "
+        f"**`dev_mean`**, the mean over {', '.join(f'`{n}`' for n in rule_names(spec))}, is the rule that decides; "
+        + (f"{', '.join(f'`{portable_path(p)}`' for p in spec.report_dev)} (`report:` columns) are reported "
+           "beside it and never decide. " if spec.report_dev else "")
+        + "Rows are sorted by `dev_mean`. "
         "`train_s` is training compute without dev evaluations; `prefix_hits` is the share of the trial's sentences "
         "whose frozen-layer states came from the process's cache (the first trial of a process fills it, so its "
         "`train_s` is higher; empty: recorded before this column existed, or the cache was off).\n\n"

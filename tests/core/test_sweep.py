@@ -224,3 +224,36 @@ def test_a_sweep_trial_and_the_flows_train_step_share_one_training(tiny_model_di
     assert flow["adapter_dir"] == swept["adapter"] and flow["steps"] == swept["steps"] == 2
     assert tr._cache_key(None, {"cfg": cfg, "data_sha256": data, "base_sha256": model}) == \
         Path(flow["adapter_dir"]).parent.name  # the Prefect cache is keyed by the library's key too
+
+
+def test_the_table_shows_the_rule_and_keeps_report_only_sets_out_of_it() -> None:
+    """The rule (the mean of the deciding dev sets) was computed by hand in docs; it is now the `dev_mean` column
+    the rows are sorted by, and a `report_dev` set (the unseen-domain Europarl dev) is a `report:` column outside
+    it: a trial that wins only on the report set does not rise."""
+    spec = SweepSpec(trials={"a": {}}, extra_dev=["data/nli/dev/pairs.tsv"], report_dev=["data/sts/europarl/dev.tsv"])
+    from bellm.sweep import rule_names, scored_sets
+
+    assert scored_sets(spec)[-1] == "data/sts/europarl/dev.tsv" and rule_names(spec) == ["stsb_dev", "dev_pairs"]
+    common = {"best_step": 2, "steps": 2, "train_seconds": 4.0, "wall_seconds": 9.0, "curve": []}
+    res = [
+        {"name": "in-domain", "overrides": {}, "selection": {"stsb_dev": 86.0, "dev_pairs": 40.0,
+                                                              "europarl_dev": 50.0}, **common},
+        {"name": "unseen", "overrides": {}, "selection": {"stsb_dev": 85.0, "dev_pairs": 40.0,
+                                                           "europarl_dev": 70.0}, **common},
+    ]
+    rows = table_rows(res, rule_names(spec))
+    assert [r["trial"] for r in rows] == ["in-domain", "unseen"]
+    assert rows[0]["dev_mean"] == 63.0 and rows[1]["report:europarl_dev"] == 70.0
+    assert list(rows[0])[2:6] == ["dev:stsb_dev", "dev:dev_pairs", "dev_mean", "report:europarl_dev"]
+    with pytest.raises(ValidationError, match="test split"):
+        SweepSpec(trials={"a": {}}, report_dev=["data/sts/sickr/test.tsv"])
+
+
+def test_moving_a_set_from_the_rule_to_the_report_keeps_finished_trials() -> None:
+    """A trial's key reads the scored sets in order, whichever list names them: the sweep run with the Europarl
+    set among `extra_dev` and the one with it as `report_dev` find the same finished trials."""
+    from bellm.sweep import scored_sets
+
+    a = SweepSpec(trials={"t": {}}, extra_dev=["data/sts/sickr/dev.tsv", "data/sts/europarl/dev.tsv"])
+    b = SweepSpec(trials={"t": {}}, extra_dev=["data/sts/sickr/dev.tsv"], report_dev=["data/sts/europarl/dev.tsv"])
+    assert scored_sets(a) == scored_sets(b)
