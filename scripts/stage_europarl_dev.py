@@ -15,45 +15,23 @@ from __future__ import annotations
 import collections
 import gzip
 import hashlib
-import io
-import subprocess
-from pathlib import Path
+
+from stage_nli import DATA, raw_copy  # same directory: run as `python scripts/stage_europarl_dev.py`
 
 from bellm.data import load_triplets, read_pairs
-from bellm.leakage import held_out, normalize
+from bellm.leakage import held_out, held_out_files, normalize
 
-MIRROR = Path("/work/.mirror")
 REPO = "brmson/dataset-sts"
 SOURCE = "data/sts/semeval-sts/2012/SMTeuroparl.train.tsv"
 NOTICE = "data/sts/semeval-sts/2012/00-readme.train.txt"
-DATA = Path(__file__).resolve().parent.parent / "data"
 # Every file any profile trains on: a dev row holding one of their sentences is dropped too.
 TRAIN_PAIRS = ("sts/stsb/train.tsv", "sts/sickr/train.tsv")
 TRAIN_TRIPLETS = ("nli/train/triplets.csv.gz",)
 
 
-def git(*args: str) -> bytes:
-    d = MIRROR / REPO.replace("/", "+") / "repo"
-    return subprocess.run(["git", "-C", str(d), *args], check=True, capture_output=True).stdout
-
-
-def raw_copy(path: str) -> bytes:
-    """gzip -9 copy (mtime 0) of the source file under data/raw/<owner>_<repo>/<path>.gz; returns the original."""
-    data = git("show", f"HEAD:{path}")
-    out = DATA / "raw" / REPO.replace("/", "_") / (path + ".gz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as f:
-        f.write(data)
-    out.write_bytes(buf.getvalue())
-    print(f"| `{REPO}` | `{path}` | `{hashlib.sha256(data).hexdigest()}` | {len(data)} |")
-    return data
-
-
 def main() -> None:
-    print("commit", git("rev-parse", "HEAD").decode().strip())
-    raw_copy(NOTICE)
-    text = raw_copy(SOURCE).decode("utf-8")
+    raw_copy(REPO, NOTICE)
+    text = gzip.decompress(raw_copy(REPO, SOURCE).read_bytes()).decode("utf-8")
     trained: set[str] = set()
     for rel in TRAIN_PAIRS:
         p = read_pairs(DATA / rel)
@@ -61,7 +39,8 @@ def main() -> None:
     for rel in TRAIN_TRIPLETS:
         t = load_triplets(DATA / rel)
         trained.update(map(normalize, [*t.anchor, *t.positive, *t.negative]))
-    index = held_out()
+    out = DATA / "sts" / "europarl" / "dev.tsv"
+    index = held_out([f for f in held_out_files() if f.resolve() != out.resolve()])  # every set but this one
     kept, dropped, stripped = [], [], 0
     for n, line in enumerate(text.split("\n"), 1):
         if not line:
@@ -74,7 +53,6 @@ def main() -> None:
             dropped.append(n)
             continue
         kept.append(f"{score}\t{a}\t{b}")
-    out = DATA / "sts" / "europarl" / "dev.tsv"
     out.parent.mkdir(parents=True, exist_ok=True)
     body = "score\tsentence1\tsentence2\n" + "".join(r + "\n" for r in kept)
     out.write_text(body, encoding="utf-8")
