@@ -126,10 +126,12 @@ def test_batcher_runs_the_oldest_texts_chunk_and_replans_the_rest() -> None:
 
 @pytest.mark.parametrize("linger_s", [0.0, 600.0])
 def test_batcher_lingers_for_the_clients_it_answered(linger_s: float) -> None:
-    """Four closed-loop clients (client i sends its next text 2 + 4i ms after its answer). Without lingering the
+    """Four closed-loop clients (client i sends its next text 2 + 50i ms after its answer). Without lingering the
     first one back runs alone while the rest queue behind it (passes of 1 and 3 take turns); lingering waits
     until all four are back, so every pass holds all four. The linger here is 10 minutes: the run can only
-    finish because lingering stops as soon as the answered clients are back (else `wait_for` fails)."""
+    finish because lingering stops as soon as the answered clients are back (else `wait_for` fails). The think
+    times are 50 ms apart, not 4: on a starved CPU (a niced run beside two trainings) the batcher woke more than
+    14 ms late and found all four back even without lingering."""
     sizes: list[int] = []
 
     def run_batch(ids: np.ndarray, mask: np.ndarray, span: np.ndarray) -> np.ndarray:
@@ -145,7 +147,7 @@ def test_batcher_lingers_for_the_clients_it_answered(linger_s: float) -> None:
     async def main() -> None:
         b = Batcher(run_batch, 2, max_batch_size=32, overhead_tokens=16, linger_s=linger_s)
         b.start()
-        await asyncio.wait_for(asyncio.gather(*(client(b, 6, 0.002 + 0.004 * i) for i in range(4))), 120)
+        await asyncio.wait_for(asyncio.gather(*(client(b, 6, 0.002 + 0.05 * i) for i in range(4))), 120)
         await b.close()
 
     asyncio.run(main())
