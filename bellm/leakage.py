@@ -33,9 +33,9 @@ def normalize(text: str) -> str:
 def held_out_files() -> list[Path]:
     """Every file that evaluates (reports) or selects (gates, sweeps, promotion) a model: the files of every
     built-in task of `bellm.sts` (STS12-16, STS-B dev/test, SICK-R dev/test, NLI dev) that are present."""
-    from bellm.sts import DATA_TASKS, SPLIT_TASKS, YEAR_SUBSETS, task_files
+    from bellm.sts import TASK_KEYS, task_files
 
-    return sorted({f for t in (*YEAR_SUBSETS, *SPLIT_TASKS, *DATA_TASKS) for f in task_files(t) if f.is_file()})
+    return sorted({f for t in TASK_KEYS for f in task_files(t) if f.is_file()})
 
 
 @dataclass(frozen=True)

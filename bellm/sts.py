@@ -58,6 +58,8 @@ TASK_LABELS: dict[str, str] = {
     "stsb": "STS-B", "sickr": "SICK-R", "stsb_dev": "STS-B dev", "sickr_dev": "SICK-R dev", "nli_dev": "NLI dev",
     "europarl_dev": "Europarl dev",
 }
+# Every built-in task key, as `--suite` accepts it alone (the held-out index reads all their files).
+TASK_KEYS: tuple[str, ...] = (*YEAR_SUBSETS, *SPLIT_TASKS, *DATA_TASKS)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def _sample(subsets: list[tuple[str, Pairs]], max_pairs: int | None) -> tuple[tu
 
 def is_builtin_task(key: str) -> bool:
     """A task key of this module (`sts12`, `stsb_dev`, `nli_dev`, ...), as opposed to a suite or a file path."""
-    return key in YEAR_SUBSETS or key in SPLIT_TASKS or key in DATA_TASKS
+    return key in TASK_KEYS
 
 
 def task_files(name: str, sts_dir: Path = STS_DIR) -> list[Path]:
@@ -118,8 +120,7 @@ def task_files(name: str, sts_dir: Path = STS_DIR) -> list[Path]:
         return [sts_dir / folder / f"{split}.tsv"]
     if name in DATA_TASKS:
         return [sts_dir.parent / DATA_TASKS[name]]
-    known = ", ".join([*YEAR_SUBSETS, *SPLIT_TASKS, *DATA_TASKS])
-    raise InputError(f"unknown STS task {name!r}; built-in tasks are {known}")
+    raise InputError(f"unknown STS task {name!r}; built-in tasks are {', '.join(TASK_KEYS)}")
 
 
 def suite_files(suite: str | Path | Sequence[str | Path], sts_dir: Path = STS_DIR) -> dict[str, list[Path]]:

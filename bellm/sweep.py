@@ -195,29 +195,22 @@ def _set_name(path: str) -> str:
     return f"{p.parent.name}_{p.stem}"
 
 
-def table_rows(results: Sequence[Mapping[str, Any]], rule: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One row per trial: its overrides, dev scores, kept and best step, budget. With `rule` (the names of the
-    deciding sets) a `dev_mean` column (their mean: what decides) follows them, the other sets are `report:`
-    columns, and rows are sorted by `dev_mean`; without it, by the first set (STS-B dev)."""
+def table_rows(results: Sequence[Mapping[str, Any]], rule: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per trial: its overrides, the deciding sets' scores (`rule`: their names) and their mean `dev_mean`
+    (what decides), the other sets as `report:` columns, kept and best step, budget; sorted by `dev_mean`."""
     rows = []
     for r in results:
         row = {"trial": r["name"], "overrides": json.dumps(r["overrides"], sort_keys=True)}
         sel = r["selection"]
-        if rule is None:
-            row.update({f"dev:{k}": v for k, v in sel.items()})
-        else:
-            decide = [sel.get(k) for k in rule]
-            row.update({f"dev:{k}": v for k, v in zip(rule, decide, strict=True)})
-            row["dev_mean"] = None if None in decide else round(sum(decide) / len(decide), 2)
-            row.update({f"report:{k}": v for k, v in sel.items() if k not in rule})
+        decide = [sel.get(k) for k in rule]
+        row.update({f"dev:{k}": v for k, v in zip(rule, decide, strict=True)})
+        row["dev_mean"] = None if None in decide else round(sum(decide) / len(decide), 2)
+        row.update({f"report:{k}": v for k, v in sel.items() if k not in rule})
         row.update(kept_step=r.get("kept_step"), best_step=r["best_step"], steps=r["steps"], train_s=r["train_seconds"],
                    wall_s=r["wall_seconds"],
                    prefix_hits=r.get("prefix_hit_share"))
         rows.append(row)
-    first = next(iter(rows[0]), None) if rows else None
-    key = "dev_mean" if rule is not None else next((k for k in (rows[0] if rows else {}) if k.startswith("dev:")),
-                                                   first)
-    return sorted(rows, key=lambda x: -(x.get(key) or float("-inf")))
+    return sorted(rows, key=lambda x: -(x["dev_mean"] if x["dev_mean"] is not None else float("-inf")))
 
 
 def plot(results: Sequence[Mapping[str, Any]], dest: Path) -> Path:

@@ -20,6 +20,7 @@ from stage_nli import DATA, raw_copy  # same directory: run as `python scripts/s
 
 from bellm.data import load_triplets, read_pairs
 from bellm.leakage import held_out, held_out_files, normalize
+from bellm.sts import task_files
 
 REPO = "brmson/dataset-sts"
 SOURCE = "data/sts/semeval-sts/2012/SMTeuroparl.train.tsv"
@@ -39,8 +40,9 @@ def main() -> None:
     for rel in TRAIN_TRIPLETS:
         t = load_triplets(DATA / rel)
         trained.update(map(normalize, [*t.anchor, *t.positive, *t.negative]))
-    out = DATA / "sts" / "europarl" / "dev.tsv"
+    (out,) = task_files("europarl_dev")  # data/sts/europarl/dev.tsv
     index = held_out([f for f in held_out_files() if f.resolve() != out.resolve()])  # every set but this one
+    taken = index.sentences | trained  # a dev row may hold none of these
     kept, dropped, stripped = [], [], 0
     for n, line in enumerate(text.split("\n"), 1):
         if not line:
@@ -49,7 +51,7 @@ def main() -> None:
         float(score)
         stripped += (a != a.strip()) + (b != b.strip())
         a, b = a.strip(), b.strip()
-        if {normalize(a), normalize(b)} & (index.sentences | trained):
+        if {normalize(a), normalize(b)} & taken:
             dropped.append(n)
             continue
         kept.append(f"{score}\t{a}\t{b}")

@@ -10,7 +10,7 @@ import typer
 
 from bellm.errors import BusyError, InputError
 from bellm.profiles import DEFAULT_PROFILE, profiles_help
-from bellm.sts import DATA_TASKS, SPLIT_TASKS, SUITES, TASK_LABELS, YEAR_SUBSETS
+from bellm.sts import SUITES, TASK_KEYS, TASK_LABELS
 
 DTYPE_HELP = (
     "inference precision: auto (bf16 where the CPU/GPU computes it natively and it agrees with fp32 on a few "
@@ -27,7 +27,7 @@ def suite_tasks(suite: str) -> str:
 SUITE_HELP = (
     f"what to evaluate on: 'gate' ({suite_tasks('gate')}, fast), 'dev' ({suite_tasks('dev')}: what the flow decides "
     f"on), 'full' ({suite_tasks('full')}: reported, never deciding), a task key "
-    f"({', '.join((*YEAR_SUBSETS, *SPLIT_TASKS, *DATA_TASKS))}), or scored-pair files (.tsv/.csv/.jsonl with score, "
+    f"({', '.join(TASK_KEYS)}), or scored-pair files (.tsv/.csv/.jsonl with score, "
     "sentence1, sentence2); repeat --suite for several"
 )
 # Only bellm's own error types: a stray ValueError/FileNotFoundError from deep inside a library is a bug

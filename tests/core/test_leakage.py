@@ -11,6 +11,7 @@ from bellm.data import Pairs, Triplets, load_triplets, read_pairs
 from bellm.leakage import HeldOut, filter_pairs, filter_triplets, held_out, held_out_files, normalize
 from bellm.paths import DATA_DIR
 from bellm.profiles import PROFILES, build_config
+from bellm.sts import task_files
 from bellm.training.batches import load_train_data
 
 NLI_TRAIN = DATA_DIR / "nli" / "train" / "triplets.csv.gz"
@@ -103,7 +104,7 @@ def test_the_held_out_files_are_in_the_training_key(tmp_path: Path, monkeypatch:
     assert keys[0][1] == keys[1][1]  # not filtering: the held-out files decide nothing
 
 
-EUROPARL_DEV = DATA_DIR / "sts" / "europarl" / "dev.tsv"
+EUROPARL_DEV = task_files("europarl_dev")[0]
 
 
 def test_the_unseen_domain_dev_set_shares_no_sentence_with_training_or_evaluation_data() -> None:

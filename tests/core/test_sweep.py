@@ -63,9 +63,9 @@ def test_learning_curve_and_table(tmp_path: Path) -> None:
         {"name": "b", "overrides": {"x": 1}, "selection": {"stsb_dev": 75.0}, "best_step": 2, "steps": 2,
          "train_seconds": 4.0, "wall_seconds": 9.0, "curve": []},
     ]
-    rows = table_rows(res)
+    rows = table_rows(res, ["stsb_dev"])
     assert [r["trial"] for r in rows] == ["b", "a"]
-    last = table_rows([{**res[0], "best_step": 1, "kept_step": 2}])[0]
+    last = table_rows([{**res[0], "best_step": 1, "kept_step": 2}], ["stsb_dev"])[0]
     assert (last["kept_step"], last["best_step"]) == (2, 1)
     assert "| b |" in to_markdown(rows) and to_csv(rows).startswith("trial,overrides,dev:stsb_dev")
     assert "a\\|b" in to_markdown([{"trial": "a|b"}])  # a pipe in a cell does not split the table
@@ -194,8 +194,9 @@ def test_prefix_hit_share_tells_which_trial_filled_the_cache() -> None:
     assert prefix_share({"hits": 10, "misses": 5}, {"hits": 40, "misses": 15}) == 0.75  # 30 hits, 10 misses
     assert prefix_share({"hits": 0, "misses": 0}, {"hits": 0, "misses": 64}) == 0.0  # the trial that filled it
     assert prefix_share({"hits": 3, "misses": 3}, {"hits": 3, "misses": 3}) is None  # no frozen prefix / cache off
-    row = table_rows([{"name": "a", "overrides": {}, "selection": {"stsb_dev": 70.0}, "best_step": 2, "steps": 2,
-                       "train_seconds": 4.0, "wall_seconds": 9.0, "curve": [], "prefix_hit_share": 0.75}])[0]
+    trial = {"name": "a", "overrides": {}, "selection": {"stsb_dev": 70.0}, "best_step": 2, "steps": 2,
+             "train_seconds": 4.0, "wall_seconds": 9.0, "curve": [], "prefix_hit_share": 0.75}
+    row = table_rows([trial], ["stsb_dev"])[0]
     assert row["prefix_hits"] == 0.75
 
 
