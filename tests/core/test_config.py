@@ -22,7 +22,9 @@ def test_defaults_and_profiles_validate() -> None:
     assert (s.train.lr, s.train.max_steps, s.train.schedule) == (2e-3, 640, "cosine") and q.train.lr == 1e-3
 
 
-@pytest.mark.parametrize(("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix-640-lr2e3-share50")])
+@pytest.mark.parametrize(
+    ("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix-640-k8-mean-lr2e3-share50")]
+)
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
     while each profile's training settings equal its trial's (the dev curve that picks the kept step too)."""
@@ -149,16 +151,16 @@ def test_training_tree_keys_data_by_repo_relative_path(tmp_path) -> None:
 
 
 def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
-    """`standard` trains exactly as the trial `nli-mix-640-lr2e3-share50`: the trial sets its curve's cap through
-    `data.max_eval_pairs`, the profile through `train.eval_max_pairs`. One configuration, one training (issue 27):
-    `bellm run --profile standard` after the sweep must reuse the trial's training, not train it again."""
+    """`standard` trains exactly as the trial `nli-mix-640-k8-mean-lr2e3-share50`: the trial sets its curve's cap
+    through `data.max_eval_pairs`, the profile through `train.eval_max_pairs`. One configuration, one training
+    (issue 27): `bellm run --profile standard` after the sweep must reuse the trial's training, not train it again."""
     from bellm.keys import train_key
     from bellm.paths import REPO_ROOT
     from bellm.sweep import SweepSpec, trial_config
 
     spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
     data = {"train.tsv": "x"}
-    assert train_key(trial_config(spec, "nli-mix-640-lr2e3-share50"), data, "b") == train_key(
+    assert train_key(trial_config(spec, "nli-mix-640-k8-mean-lr2e3-share50"), data, "b") == train_key(
         build_config("standard"), data, "b"
     )
     other_curve = build_config("standard", ["train.eval_max_pairs=100"])
