@@ -19,9 +19,11 @@ def sweep(
     output: Path | None = typer.Option(None, "--output", "-o", help="report dir (default <artifacts>/sweeps/<id>)"),
     progress: bool = typer.Option(True, help="show training progress bars"),
 ) -> None:
-    """Train each trial with a dev learning curve, score its selected adapter on STS-B dev and SICK-R dev,
-    and write a table (md/csv), the curves (PNG, dev vs step and vs training seconds) and sweep.json. The
-    report lists every finished trial of the spec, including those of earlier `--only` runs.
+    """Train each trial with a dev learning curve, score its selected adapter on the spec's selection sets
+    (`dev` + `extra_dev`: their mean, `dev_mean`, is the rule the table sorts by) and its `report_dev` sets
+    (reported, never deciding), and write a table (md/csv), the curves (PNG, dev vs step and vs training
+    seconds) and sweep.json. The report lists every finished trial of the spec, including those of earlier
+    `--only` runs.
 
     Test splits are refused: choose settings here, report test numbers once for the finished recipe
     (`bellm eval`). Resumable: finished trials are cached in $BELLM_HOME/sweeps/, a half-trained trial

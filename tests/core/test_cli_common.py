@@ -52,3 +52,14 @@ def test_suite_help_names_every_task_the_dev_suite_decides_on() -> None:
         assert TASK_LABELS[task] in SUITE_HELP
     for key in DATA_TASKS:
         assert key in SUITE_HELP
+
+
+def test_sweep_help_says_what_decides() -> None:
+    """`bellm sweep --help` said trials were scored on "STS-B dev and SICK-R dev" after NLI dev joined the rule and
+    `report_dev` sets were scored beside it: the help names the spec fields that decide and those that only report."""
+    from bellm.cli import sweep as sweep_cli
+
+    doc = " ".join((sweep_cli.sweep.__doc__ or "").split())
+    for field in ("extra_dev", "dev_mean", "report_dev"):
+        assert field in doc
+    assert "STS-B dev and SICK-R dev" not in doc
