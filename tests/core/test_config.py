@@ -23,7 +23,7 @@ def test_defaults_and_profiles_validate() -> None:
 
 
 @pytest.mark.parametrize(
-    ("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix-640-k8-mean-lr2e3-share50")]
+    ("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix-640-k12-mean-l12-lr2e3-share50")]
 )
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
@@ -151,7 +151,7 @@ def test_training_tree_keys_data_by_repo_relative_path(tmp_path) -> None:
 
 
 def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
-    """`standard` trains exactly as the trial `nli-mix-640-k8-mean-lr2e3-share50`: the trial sets its curve's cap
+    """`standard` trains exactly as the trial `nli-mix-640-k12-mean-l12-lr2e3-share50`: the trial sets its curve's cap
     through `data.max_eval_pairs`, the profile through `train.eval_max_pairs`. One configuration, one training
     (issue 27): `bellm run --profile standard` after the sweep must reuse the trial's training, not train it again."""
     from bellm.keys import train_key
@@ -160,7 +160,7 @@ def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
 
     spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
     data = {"train.tsv": "x"}
-    assert train_key(trial_config(spec, "nli-mix-640-k8-mean-lr2e3-share50"), data, "b") == train_key(
+    assert train_key(trial_config(spec, "nli-mix-640-k12-mean-l12-lr2e3-share50"), data, "b") == train_key(
         build_config("standard"), data, "b"
     )
     other_curve = build_config("standard", ["train.eval_max_pairs=100"])
