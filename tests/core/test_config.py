@@ -16,14 +16,15 @@ def test_defaults_and_profiles_validate() -> None:
         assert cfg.profile == name
     q = build_config("quick")
     assert q.model.source == "smollm2-135m"
-    assert q.encoder.bidirectional_layers == 2 and q.encoder.pooling == "last"
+    assert q.encoder.bidirectional_layers == 8 and q.encoder.pooling == "mean"
     # `standard` is quick's recipe over 640 steps at lr 2e-3 (session 6's sweep, docs/recipe.md)
     s = build_config("standard")
-    assert (s.train.lr, s.train.max_steps, s.train.schedule) == (2e-3, 640, "cosine") and q.train.lr == 1e-3
+    assert (s.train.lr, s.train.max_steps, s.train.schedule) == (2e-3, 640, "cosine") and q.train.lr == 2e-3
 
 
 @pytest.mark.parametrize(
-    ("profile", "trial"), [("quick", "nli-mix5k-120"), ("standard", "nli-mix-640-k12-mean-l12-lr2e3-share50")]
+    ("profile", "trial"),
+    [("quick", "nli-mix5k-120-k8-mean-lr2e3"), ("standard", "nli-mix-640-k12-mean-l12-lr2e3-share50")],
 )
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
