@@ -37,7 +37,7 @@ def test_bad_values_fail_at_build(override: str, key: str) -> None:
 
 def test_degenerate_k_and_pooling_warns_at_config_time() -> None:
     with pytest.warns(DegenerateConfigWarning, match="no effect"):
-        build_config("quick", ["encoder.bidirectional_layers=1"])
+        build_config("quick", ["encoder.bidirectional_layers=1", "encoder.pooling=last"])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("datasets") is not None, reason="needs an environment without datasets")
