@@ -30,6 +30,7 @@ def tiny_overrides(tiny_model_dir: Path, artifacts: Path, **extra: Any) -> dict[
         "train.warmup_steps": 0,
         "lora.layers": None,
         "encoder.keep_layers": None,  # the quick profile keeps 28 layers of the embedded model; the tiny one has 4
+        "encoder.bidirectional_layers": 2,  # and makes 8 bidirectional
         "train.batch_size": 4,
         "eval.baseline": False,
         "eval.gates.min_task": {},  # a tiny random model cannot pass the quick profile's STS gate
