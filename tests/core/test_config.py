@@ -185,3 +185,28 @@ def test_sweep_trials_say_their_data_whatever_the_profile_holds() -> None:
             assert cfg.data.train_triplets and cfg.data.max_train_triplets is None, name
         share = name.partition("-share")[2]
         assert cfg.data.pair_share == (int(share) / 100 if share else None), name
+
+
+def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
+    """A trial inherits its profile's settings: when `quick` became k = 8 + mean pooling at lr 2e-3, every older
+    trial of `sweeps/nli.json` (`nli-mix5k-120`, `nli-mix-640-share50`, ...) silently trained that. The spec's base
+    pins what a name leaves unsaid (k = 2, last token, lr 1e-3, LoRA r 16 on 8 layers); each name says the rest."""
+    import re
+
+    from bellm.paths import REPO_ROOT
+    from bellm.sweep import SweepSpec, trial_config
+
+    spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
+    poolings = {"meanspan": "mean_span", "mean": "mean", "lms": "last_mean_span"}
+    for name in spec.trials:
+        cfg = trial_config(spec, name)
+        parts = name.split("-")
+        k = next((int(m[1]) for p in parts if (m := re.fullmatch(r"k(\d+)", p))), 2)
+        lr = next((int(m[1]) * 10.0 ** -int(m[2]) for p in parts if (m := re.fullmatch(r"lr(\d+)e(\d)", p))), 1e-3)
+        layers = next((int(m[1]) for p in parts if (m := re.fullmatch(r"l(\d+)", p))), 8)
+        r = next((int(m[1]) for p in parts if (m := re.fullmatch(r"r(\d+)", p))), 16)
+        pooling = next((poolings[p] for p in parts if p in poolings), "last")
+        assert cfg.encoder.bidirectional_layers == k, name
+        assert cfg.encoder.pooling == pooling, name
+        assert cfg.train.lr == pytest.approx(lr), name
+        assert (cfg.lora.layers, cfg.lora.r) == (layers, r), name
