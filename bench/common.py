@@ -59,6 +59,7 @@ def machine() -> dict[str, object]:
 
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_flags": key_cpu_flags(),
         "torch_threads": torch.get_num_threads(),
         "loadavg_1m": os.getloadavg()[0],
         "torch": torch.__version__,

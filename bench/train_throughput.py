@@ -8,13 +8,19 @@ only the last `a` of `L` layers (`lora.layers`, the quick profile: 8 of 30) the 
 2N + 2N·a/L. N = non-embedding params; attention's S² terms are ignored (S ≈ 25-40 here). Both the 4N
 figure and the effective one are reported.
 
-    .venv/bin/python bench/train_throughput.py [--steps 6] [--threads 2] [--batch-size 16]
+    .venv/bin/python bench/train_throughput.py [--profile quick] [--steps 6] [--threads 2] [--batch-size 16]
+
+An AVX2-only CPU can be approximated on an AVX-512 one by capping the instruction sets torch's kernels, oneDNN
+and MKL may use (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`, with
+`--set train.precision=fp32`, what `auto` picks there); the caps are recorded in the output. It is an
+approximation (another core, cache and clock), so BENCHMARKS.md calibrates it against a real AVX2 measurement.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -27,6 +33,7 @@ from common import gemm_gflops, machine  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="quick", help="the profile whose training settings are timed")
     ap.add_argument("--steps", type=int, default=6, help="optimizer steps (the first is excluded as warm-up)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=None, help="default: the quick profile's")
@@ -46,7 +53,7 @@ def main() -> None:
             f"train.checkpoint_every={args.steps}", "train.eval_every=null", "train.progress=false", *args.overrides]
     if args.batch_size:
         over.append(f"train.batch_size={args.batch_size}")
-    cfg = build_config("quick", over)
+    cfg = build_config(args.profile, over)
     with tempfile.TemporaryDirectory(prefix="bellm-train-bench-") as tmp:
         result = train(cfg, Path(tmp))
         steps = [json.loads(x) for x in result.log_path.read_text().splitlines()]
@@ -64,7 +71,12 @@ def main() -> None:
     flops_per_token = 2 * non_emb + 2 * non_emb * adapted / n_layers
     gflops = flops_per_token * tok_s / 1e9
     gflops_4n = 4 * non_emb * tok_s / 1e9
+    caps = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
     out = {
+        "profile": args.profile, "overrides": args.overrides, "precision": cfg.train.precision,
+        "isa_caps": {k: os.environ[k] for k in caps if k in os.environ},
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "pooling": cfg.encoder.pooling, "triplets": bool(cfg.data.train_triplets), "pair_share": cfg.data.pair_share,
         "model": cfg.model.source, "k": cfg.encoder.bidirectional_layers, "max_length": cfg.encoder.max_length,
         "batch_size": cfg.train.batch_size, "lora_r": cfg.lora.r, "timed_steps": len(timed),
         "s_per_step": round(secs / len(timed), 3),
