@@ -17,14 +17,14 @@ def test_defaults_and_profiles_validate() -> None:
     q = build_config("quick")
     assert q.model.source == "smollm2-135m"
     assert q.encoder.bidirectional_layers == 8 and q.encoder.pooling == "mean"
-    # `standard` is quick's recipe over 640 steps at lr 2e-3 (session 6's sweep, docs/recipe.md)
+    # `standard` is quick's recipe over 416 steps at lr 2e-3 (sessions 6 and 8, docs/recipe.md)
     s = build_config("standard")
-    assert (s.train.lr, s.train.max_steps, s.train.schedule) == (2e-3, 640, "cosine") and q.train.lr == 2e-3
+    assert (s.train.lr, s.train.max_steps, s.train.schedule) == (2e-3, 416, "cosine") and q.train.lr == 2e-3
 
 
 @pytest.mark.parametrize(
     ("profile", "trial"),
-    [("quick", "nli-mix5k-120-k8-mean-lr2e3"), ("standard", "nli-mix-640-k12-mean-l12-lr2e3-share50")],
+    [("quick", "nli-mix5k-120-k8-mean-lr2e3"), ("standard", "nli-mix-416-k12-mean-l12-lr2e3-share50")],
 )
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
@@ -161,7 +161,7 @@ def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
 
     spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
     data = {"train.tsv": "x"}
-    assert train_key(trial_config(spec, "nli-mix-640-k12-mean-l12-lr2e3-share50"), data, "b") == train_key(
+    assert train_key(trial_config(spec, "nli-mix-416-k12-mean-l12-lr2e3-share50"), data, "b") == train_key(
         build_config("standard"), data, "b"
     )
     other_curve = build_config("standard", ["train.eval_max_pairs=100"])
