@@ -16,7 +16,7 @@ def test_defaults_and_profiles_validate() -> None:
         assert cfg.profile == name
     q = build_config("quick")
     assert q.model.source == "smollm2-135m"
-    assert q.encoder.bidirectional_layers == 8 and q.encoder.pooling == "mean"
+    assert q.encoder.bidirectional_layers == 12 and q.encoder.pooling == "mean" and q.lora.layers == 12
     # `standard` is quick's recipe over 416 steps at lr 2e-3 (sessions 6 and 8, docs/recipe.md)
     s = build_config("standard")
     assert (s.train.lr, s.train.max_steps, s.train.schedule) == (2e-3, 416, "cosine") and q.train.lr == 2e-3
@@ -24,7 +24,7 @@ def test_defaults_and_profiles_validate() -> None:
 
 @pytest.mark.parametrize(
     ("profile", "trial"),
-    [("quick", "nli-mix5k-120-k8-mean-lr2e3"), ("standard", "nli-mix-416-k12-mean-l12-lr2e3-share50")],
+    [("quick", "nli-mix5k-104-k12-mean-l12-lr2e3"), ("standard", "nli-mix-416-k12-mean-l12-lr2e3-share50")],
 )
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
