@@ -189,8 +189,9 @@ def test_sweep_trials_say_their_data_whatever_the_profile_holds() -> None:
 
 def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
     """A trial inherits its profile's settings: when `quick` became k = 8 + mean pooling at lr 2e-3, every older
-    trial of `sweeps/nli.json` (`nli-mix5k-120`, `nli-mix-640-share50`, ...) silently trained that. The spec's base
-    pins what a name leaves unsaid (k = 2, last token, lr 1e-3, LoRA r 16 on 8 layers); each name says the rest."""
+    trial of `sweeps/nli.json` (`nli-mix5k-120`, `nli-mix-640-share50`, ...) silently trained that, and when `quick`
+    went to 104 steps the `*-120` trials did. The spec's base pins what a name leaves unsaid (k = 2, last token,
+    lr 1e-3, LoRA r 16 on 8 layers, 120 steps); each name says the rest, its step count (and batch) included."""
     import re
 
     from bellm.paths import REPO_ROOT
@@ -205,6 +206,8 @@ def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
         lr = next((int(m[1]) * 10.0 ** -int(m[2]) for p in parts if (m := re.fullmatch(r"lr(\d+)e(\d)", p))), 1e-3)
         layers = next((int(m[1]) for p in parts if (m := re.fullmatch(r"l(\d+)", p))), 8)
         r = next((int(m[1]) for p in parts if (m := re.fullmatch(r"r(\d+)", p))), 16)
+        batch, steps = next((int(m[1] or 16), int(m[2])) for p in parts if (m := re.fullmatch(r"(?:b(\d+)x)?(\d+)", p)))
+        assert (cfg.train.batch_size, cfg.train.max_steps) == (batch, steps), name
         pooling = next((poolings[p] for p in parts if p in poolings), "last")
         assert cfg.encoder.bidirectional_layers == k, name
         assert cfg.encoder.pooling == pooling, name
