@@ -9,6 +9,8 @@ what the ONNX exporter traces.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -131,7 +133,25 @@ class SentenceEncoderModule(nn.Module):
         self.normalize = normalize
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        span_mask: torch.Tensor | None = None,
+        chunks: Sequence[tuple[torch.Tensor, int]] | None = None,
+    ) -> torch.Tensor:
+        """`chunks` (training): (rows, width) groups of a right-padded batch, each run on its first `width`
+        columns (`bellm.tokenize.length_chunks`); the embeddings are those of the whole batch, in its order, since
+        no embedding depends on padding. One call, so a DDP-wrapped module sees one forward."""
+        if chunks is None:
+            return self._embed(input_ids, attention_mask, span_mask)
+        spans = [None if span_mask is None else span_mask[rows, :w] for rows, w in chunks]
+        parts = [self._embed(input_ids[rows, :w], attention_mask[rows, :w], span)
+                 for (rows, w), span in zip(chunks, spans, strict=True)]  # each (b_c,H)
+        order = torch.cat([rows for rows, _ in chunks])  # (B,)
+        return torch.cat(parts)[torch.argsort(order)]  # (B,H), rows back in the batch's order
+
+    def _embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor | None
     ) -> torch.Tensor:
         h = self.backbone(input_ids, attention_mask)  # (B,S,H)
         emb = pool(h, attention_mask, self.pooling, span_mask)  # (B,H)

@@ -71,6 +71,10 @@ def main() -> None:
     flops_per_token = 2 * non_emb + 2 * non_emb * adapted / n_layers
     gflops = flops_per_token * tok_s / 1e9
     gflops_4n = 4 * non_emb * tok_s / 1e9
+    kinds = ("pairs", "triplets")
+    n_kind = {k: sum(s["kind"] == k for s in timed) for k in kinds}
+    secs_kind = {k: sum(s["step_s"] for s in timed if s["kind"] == k) for k in kinds}
+    padded = {k: sum(s["padded_tokens"] for s in timed if s["kind"] == k) for k in kinds}
     caps = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
     out = {
         "profile": args.profile, "overrides": args.overrides, "precision": cfg.train.precision,
@@ -83,6 +87,11 @@ def main() -> None:
         "s_per_step_by_kind": {k: round(sum(s["step_s"] for s in timed if s["kind"] == k)
                                         / max(1, sum(s["kind"] == k for s in timed)), 3)
                                for k in ("pairs", "triplets")},
+        # A step's time follows the positions its forward computes (`padded_tokens`: real tokens + each length
+        # group's padding, `train.length_chunks`), so bench/train_budget.py scales these rates by each recipe's own.
+        "length_chunks": cfg.train.length_chunks,
+        "padded_tokens_per_step_by_kind": {k: round(padded[k] / max(1, n_kind[k]), 1) for k in padded},
+        "s_per_1k_padded_tokens_by_kind": {k: round(1000 * secs_kind[k] / max(1, padded[k]), 4) for k in padded},
         "tokens_per_s": round(tok_s, 1), "non_embedding_params": non_emb,
         "lora_layers": f"{adapted}/{n_layers}", "flops_per_token": "2N + 2N*adapted/layers",
         "model_gflops": round(gflops, 2), "gemm_gflops": round(gemm, 1), "fraction_of_gemm": round(gflops / gemm, 3),

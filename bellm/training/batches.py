@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from bellm.config import ConfigError, DataConfig
 from bellm.data import Pairs, Triplets, load_pairs, load_triplets
 from bellm.leakage import filter_pairs, filter_triplets, held_out
-from bellm.tokenize import encode_one, pad_batch
+from bellm.tokenize import encode_one, length_chunks, pad_batch
 
 Kind = Literal["pairs", "triplets"]
 
@@ -208,16 +208,25 @@ class MicroBatch:
     labels: torch.Tensor  # (b,) float32 pair labels (empty for triplets)
     ids: torch.Tensor  # (G·b,) int64 text ids
     size: int  # b
+    # (rows, width) groups the forward runs separately, each on its own padded width (`length_chunks`)
+    chunks: list[tuple[torch.Tensor, int]]
 
     @property
     def tokens(self) -> int:
         return int(self.attention_mask.sum())
 
+    @property
+    def padded_tokens(self) -> int:
+        """Positions the forward computes (real tokens + each chunk's padding): what a step's time follows."""
+        return sum(len(rows) * w for rows, w in self.chunks)
+
 
 def make_micro_batch(
-    data: TrainData, kind: Kind, idx: np.ndarray, tok: Tokenizer, template: str, max_length: int
+    data: TrainData, kind: Kind, idx: np.ndarray, tok: Tokenizer, template: str, max_length: int,
+    max_chunks: int = 1,
 ) -> MicroBatch:
-    """Texts for `idx`, prompted, tokenised and right-padded exactly as the encoder does."""
+    """Texts for `idx`, prompted, tokenised and right-padded exactly as the encoder does, and split by length
+    into at most `max_chunks` forward groups (`train.length_chunks`)."""
     if kind == "pairs":
         groups = [[data.s1[i] for i in idx], [data.s2[i] for i in idx]]
         labels = torch.tensor(data.labels[idx], dtype=torch.float32)
@@ -225,6 +234,10 @@ def make_micro_batch(
         groups = [[data.anchor[i] for i in idx], [data.positive[i] for i in idx], [data.negative[i] for i in idx]]
         labels = torch.zeros(0, dtype=torch.float32)
     texts = [t for g in groups for t in g]
-    ids, mask, span = pad_batch([encode_one(tok, template, t, max_length) for t in texts])
+    encs = [encode_one(tok, template, t, max_length) for t in texts]
+    ids, mask, span = pad_batch(encs)
+    lengths = [len(e.ids) for e in encs]
+    chunks = [(torch.from_numpy(rows), int(max(lengths[r] for r in rows)))
+              for rows in length_chunks(lengths, max_chunks)]
     return MicroBatch(kind, torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(span), labels,
-                      text_ids(texts), len(idx))
+                      text_ids(texts), len(idx), chunks)

@@ -198,7 +198,8 @@ class Trainer:
     def micro_loss(self, model: torch.nn.Module, mb: MicroBatch) -> dict[str, torch.Tensor]:
         dev = self.info.device
         with autocast(self.cfg.train.precision, dev.type):
-            emb = model(mb.input_ids.to(dev), mb.attention_mask.to(dev), mb.span_mask.to(dev))  # (G·b,H)
+            chunks = [(rows.to(dev), w) for rows, w in mb.chunks]
+            emb = model(mb.input_ids.to(dev), mb.attention_mask.to(dev), mb.span_mask.to(dev), chunks)  # (G·b,H)
         groups = list(emb.float().split(mb.size))  # G × (b,H)
         ids = list(mb.ids.to(dev).split(mb.size))  # G × (b,)
         labels = mb.labels.to(dev)
@@ -212,10 +213,11 @@ class Trainer:
 
     def train_step(self, model: torch.nn.Module, batch: Any) -> dict[str, float]:
         t = self.cfg.train
-        sums = torch.zeros(len(PARTS) + 1, dtype=torch.float64)  # PARTS..., tokens
+        sums = torch.zeros(len(PARTS) + 2, dtype=torch.float64)  # PARTS..., tokens, padded tokens
         for micro in range(t.grad_accum):
             idx = micro_indices(batch, micro, self.info.rank, self.info.world_size, t.batch_size)
-            mb = make_micro_batch(self.data, batch.kind, idx, self.tok, self.template, self.cfg.encoder.max_length)
+            mb = make_micro_batch(self.data, batch.kind, idx, self.tok, self.template, self.cfg.encoder.max_length,
+                                  t.length_chunks)
             last = micro == t.grad_accum - 1
             sync = contextlib.nullcontext() if last or not self.info.enabled else model.no_sync()
             with sync:
@@ -224,7 +226,8 @@ class Trainer:
             for i, name in enumerate(PARTS):
                 if name in parts:
                     sums[i] += float(parts[name].detach()) / t.grad_accum
-            sums[-1] += mb.tokens
+            sums[-2] += mb.tokens
+            sums[-1] += mb.padded_tokens
         # Every rank must agree to stop, so the check uses the all-reduced loss, before the optimizer step.
         check = D.all_reduce_sum(sums[:1].clone(), self.info)
         if not math.isfinite(float(check[0])):
@@ -244,7 +247,7 @@ class Trainer:
         # Every rank holds the same gathered loss, or its local one: either way the mean is the logged value.
         sums = D.all_reduce_sum(sums, self.info)
         stats = {name: float(sums[i]) / self.info.world_size for i, name in enumerate(PARTS)}
-        stats.update(tokens=int(sums[-1]), lr=lr, grad_norm=grad_norm)
+        stats.update(tokens=int(sums[-2]), padded_tokens=int(sums[-1]), lr=lr, grad_norm=grad_norm)
         return stats
 
     # ---- evaluation and outputs ----------------------------------------------------------------------

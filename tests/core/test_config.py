@@ -24,7 +24,7 @@ def test_defaults_and_profiles_validate() -> None:
 
 @pytest.mark.parametrize(
     ("profile", "trial"),
-    [("quick", "nli-mix5k-104-k12-mean-l12-lr2e3"), ("standard", "nli-mix-416-k12-mean-l12-lr2e3-share50")],
+    [("quick", "nli-mix5k-104-k12-mean-l12-lr2e3-g4"), ("standard", "nli-mix-416-k12-mean-l12-lr2e3-share50-g4")],
 )
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
@@ -152,7 +152,7 @@ def test_training_tree_keys_data_by_repo_relative_path(tmp_path) -> None:
 
 
 def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
-    """`standard` trains exactly as the trial `nli-mix-640-k12-mean-l12-lr2e3-share50`: the trial sets its curve's cap
+    """`standard` trains exactly as its trial in `sweeps/nli.json`: the trial sets its curve's cap
     through `data.max_eval_pairs`, the profile through `train.eval_max_pairs`. One configuration, one training
     (issue 27): `bellm run --profile standard` after the sweep must reuse the trial's training, not train it again."""
     from bellm.keys import train_key
@@ -161,7 +161,7 @@ def test_a_profile_and_its_sweep_trial_share_one_training_directory() -> None:
 
     spec = SweepSpec.load(REPO_ROOT / "sweeps" / "nli.json")
     data = {"train.tsv": "x"}
-    assert train_key(trial_config(spec, "nli-mix-416-k12-mean-l12-lr2e3-share50"), data, "b") == train_key(
+    assert train_key(trial_config(spec, "nli-mix-416-k12-mean-l12-lr2e3-share50-g4"), data, "b") == train_key(
         build_config("standard"), data, "b"
     )
     other_curve = build_config("standard", ["train.eval_max_pairs=100"])
@@ -183,15 +183,16 @@ def test_sweep_trials_say_their_data_whatever_the_profile_holds() -> None:
             assert cfg.data.max_train_triplets == 5000, name
         elif name.startswith("nli-mix-"):
             assert cfg.data.train_triplets and cfg.data.max_train_triplets is None, name
-        share = name.partition("-share")[2]
-        assert cfg.data.pair_share == (int(share) / 100 if share else None), name
+        share = next((int(p[5:]) for p in name.split("-") if p.startswith("share")), None)
+        assert cfg.data.pair_share == (share / 100 if share else None), name
 
 
 def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
     """A trial inherits its profile's settings: when `quick` became k = 8 + mean pooling at lr 2e-3, every older
     trial of `sweeps/nli.json` (`nli-mix5k-120`, `nli-mix-640-share50`, ...) silently trained that, and when `quick`
     went to 104 steps the `*-120` trials did. The spec's base pins what a name leaves unsaid (k = 2, last token,
-    lr 1e-3, LoRA r 16 on 8 layers, 120 steps); each name says the rest, its step count (and batch) included."""
+    lr 1e-3, LoRA r 16 on 8 layers, 120 steps, one padded batch a step); each name says the rest, its step count
+    (and batch) and length groups (`gN`, `train.length_chunks`, session 9) included."""
     import re
 
     from bellm.paths import REPO_ROOT
@@ -213,3 +214,5 @@ def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
         assert cfg.encoder.pooling == pooling, name
         assert cfg.train.lr == pytest.approx(lr), name
         assert (cfg.lora.layers, cfg.lora.r) == (layers, r), name
+        groups = next((int(m[1]) for p in parts if (m := re.fullmatch(r"g(\d+)", p))), 1)  # train.length_chunks
+        assert cfg.train.length_chunks == groups, name

@@ -183,3 +183,46 @@ def test_lone_surrogate_is_an_input_error(tok) -> None:
 
     with pytest.raises(InputError, match="surrogate"):
         encode_one(tok, PROMPTS["prompteol"], "ok \ud800 ok", 64)
+
+
+# ---- length groups for training (`length_chunks`) ---------------------------------------------------------
+
+
+def _brute_padded(lengths: list[int], max_chunks: int) -> int:
+    """The least Σ rows·longest over every split of the sorted lengths into at most `max_chunks` groups."""
+    import itertools
+
+    s, n = sorted(lengths, reverse=True), len(lengths)
+    best = None
+    for k in range(1, min(max_chunks, n) + 1):
+        for cuts in itertools.combinations(range(1, n), k - 1):
+            b = [0, *cuts, n]
+            cost = sum((b[i + 1] - b[i]) * s[b[i]] for i in range(k))
+            best = cost if best is None else min(best, cost)
+    return best
+
+
+def test_length_chunks_are_the_least_padded_split() -> None:
+    from bellm.tokenize import length_chunks
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n, k = int(rng.integers(1, 9)), int(rng.integers(1, 5))
+        lengths = rng.integers(1, 64, n)
+        chunks = length_chunks(lengths, k)
+        assert 1 <= len(chunks) <= k
+        assert sorted(np.concatenate(chunks).tolist()) == list(range(n))  # every row once
+        assert sum(len(c) * int(lengths[c].max()) for c in chunks) == _brute_padded(lengths.tolist(), k)
+
+
+def test_length_chunks_edge_cases() -> None:
+    from bellm.errors import InputError
+    from bellm.tokenize import length_chunks
+
+    one = length_chunks([5, 50, 12], 1)
+    assert len(one) == 1 and sorted(one[0].tolist()) == [0, 1, 2]  # 1: the plain padded batch
+    assert [c.tolist() for c in length_chunks([5, 50, 12, 48], 2)] == [[1, 3], [2, 0]]
+    assert [c.tolist() for c in length_chunks([7, 7, 7], 4)] == [[0, 1, 2]]  # no gain, one group
+    assert length_chunks([], 3) == []
+    with pytest.raises(InputError, match="max_chunks"):
+        length_chunks([3], 0)

@@ -122,6 +122,47 @@ def test_micro_batch_tokenises_like_the_encoder(tiny_model_dir: Path) -> None:
     assert text_ids(["a", "b", "a"]).tolist()[0] == text_ids(["a"]).tolist()[0]
 
 
+@pytest.mark.parametrize("pooling", ["mean", "last", "mean_span"])
+def test_length_groups_give_the_embeddings_and_gradients_of_one_padded_batch(
+    tiny_model_dir: Path, pooling: str
+) -> None:
+    """`train.length_chunks` only skips padding: the loss and every LoRA gradient equal the one-batch step's."""
+    from bellm.encoder import hf_backend_tokenizer
+    from bellm.losses import triplet_objective
+    from bellm.models import resolve_source
+    from bellm.prompts import resolve_prompt
+    from bellm.training.adapter import build_lora_module
+
+    cfg = tiny_cfg(tiny_model_dir, encoder={"bidirectional_layers": 2, "pooling": pooling}, lora={"dropout": 0.0})
+    module, _ = build_lora_module(cfg, resolve_source(str(tiny_model_dir)))
+    torch.manual_seed(0)
+    for name, p in module.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # B starts at zero; make the adapters act
+    data = load_train_data(cfg.data)
+    tok = hf_backend_tokenizer(str(tiny_model_dir))
+    idx = np.arange(8)
+    grouped = make_micro_batch(data, "triplets", idx, tok, resolve_prompt("prompteol"), 48, max_chunks=3)
+    plain = make_micro_batch(data, "triplets", idx, tok, resolve_prompt("prompteol"), 48, max_chunks=1)
+    assert len(grouped.chunks) == 3 and grouped.padded_tokens < plain.padded_tokens == plain.input_ids.numel()
+    assert grouped.tokens == plain.tokens
+
+    def step(mb, chunks):
+        module.zero_grad(set_to_none=True)
+        emb = module(mb.input_ids, mb.attention_mask, mb.span_mask, chunks)  # (3·8,H)
+        loss = triplet_objective(*emb.split(mb.size), cfg.loss, *mb.ids.split(mb.size))["loss"]
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.requires_grad}
+        return emb.detach(), float(loss), grads
+
+    e1, l1, g1 = step(grouped, grouped.chunks)
+    e2, l2, g2 = step(plain, None)  # the plain forward: one padded batch, no groups
+    assert torch.allclose(e1, e2, atol=1e-5) and abs(l1 - l2) < 1e-5
+    worst = max(float((g1[n] - g2[n]).abs().max() / g2[n].abs().max().clamp_min(1e-12)) for n in g1)
+    assert g1.keys() == g2.keys() and worst < 1e-4, worst
+    assert any(float(g.abs().max()) > 0 for g in g1.values())
+
+
 # ---- LoRA wrapping -------------------------------------------------------------------------------------
 
 
