@@ -26,10 +26,13 @@ RESULTS = Path(__file__).parent / "results"
 SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "nli.json"
 # Trials of sweeps/nli.json; each is timed by train_throughput_avx2cap_k<k>_g<length groups>.json (its k and LoRA
 # layers, at one padded batch a step and at the trial's own length groups; a missing one-batch timing is skipped)
-RECIPES = [
-    "nli-mix5k-104-k12-mean-l12-lr2e3",
-    "nli-mix-416-k12-mean-l12-lr2e3-share50",
-    "nli-mix-640-k12-mean-l12-lr2e3-share50",
+RECIPES = [  # the profiles' trials and the session-9 candidates
+    "nli-mix5k-104-k12-mean-l12-lr2e3-g4",
+    "nli-mix5k-144-k12-mean-l12-lr2e3-g4",
+    "nli-mix5k-120-k16-mean-l16-lr2e3-g4",
+    "nli-mix-416-k12-mean-l12-lr2e3-share50-g4",
+    "nli-mix-704-k12-mean-l12-lr2e3-share50-g4",
+    "nli-mix-576-k16-mean-l16-lr2e3-share50-g4",
 ]
 
 

@@ -16,15 +16,16 @@ def test_defaults_and_profiles_validate() -> None:
         assert cfg.profile == name
     q = build_config("quick")
     assert q.model.source == "smollm2-135m"
-    assert q.encoder.bidirectional_layers == 12 and q.encoder.pooling == "mean" and q.lora.layers == 12
-    # `standard` is quick's recipe over 416 steps at lr 2e-3 (sessions 6 and 8, docs/recipe.md)
+    assert q.encoder.bidirectional_layers == 16 and q.encoder.pooling == "mean" and q.lora.layers == 16
+    assert q.train.length_chunks == 4  # length groups (session 9)
+    # `standard` is the recipe on the last 12 layers over 416 steps at lr 2e-3 (sessions 6, 8 and 9, docs/recipe.md)
     s = build_config("standard")
     assert (s.train.lr, s.train.max_steps, s.train.schedule) == (2e-3, 416, "cosine") and q.train.lr == 2e-3
 
 
 @pytest.mark.parametrize(
     ("profile", "trial"),
-    [("quick", "nli-mix5k-104-k12-mean-l12-lr2e3-g4"), ("standard", "nli-mix-416-k12-mean-l12-lr2e3-share50-g4")],
+    [("quick", "nli-mix5k-120-k16-mean-l16-lr2e3-g4"), ("standard", "nli-mix-416-k12-mean-l12-lr2e3-share50-g4")],
 )
 def test_profiles_train_exactly_as_the_sweep_trials_their_numbers_come_from(profile: str, trial: str) -> None:
     """docs/recipe.md reports the profiles' numbers from the `sweeps/nli.json` trials (issue 26): that holds only
