@@ -43,7 +43,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # (14.6 vs 15.2 min, `bench/train_budget.py`; k = 12 over 120 steps, 17.0 min, is past the 15-minute budget):
     # 84.81 / 78.79 / 36.60 / 56.62 = 64.21 against 63.68 on the mean over STS-B dev, SICK-R trial, NLI dev and
     # Europarl dev.
-    # Since session 9 a step runs as length groups (`train.length_chunks`, 1.87x faster on two AVX2 cores), and the
+    # Since session 9 a step runs as length groups (`train.length_chunks`, 1.8-1.9x faster on two AVX2 cores), and the
     # 15-minute budget buys LoRA and bidirectional attention on the last 16 layers over 120 steps
     # (`nli-mix5k-120-k16-mean-l16-lr2e3-g4`, 14.6 min estimated): 85.22 / 78.87 / 39.80 / 58.77 = 65.66 against
     # 64.21 for the session-8 recipe and 64.67 for k = 12 over 144 steps (the same budget).

@@ -36,18 +36,19 @@ RECIPES = [  # the profiles' trials and the session-9 candidates
 ]
 
 
-def padded_tokens(cfg, tok, groups: int) -> tuple[dict[str, int], Counter]:  # noqa: ANN001 - RunConfig, Tokenizer
-    """Σ positions the forward computes over the recipe's steps, and the steps, per batch kind, with `groups`
-    length groups."""
+def padded_tokens(cfg, tok, groups: list[int]) -> tuple[dict[int, dict[str, int]], Counter]:  # noqa: ANN001
+    """Σ positions the forward computes over the recipe's steps per batch kind, for each length-group setting in
+    `groups`, and the steps per kind (one pass over the recipe's batch order)."""
     from bellm.training.batches import DataPosition, batch_stream, load_train_data, make_micro_batch
 
     data = load_train_data(cfg.data)
     stream = batch_stream(data, cfg.train.batch_size, cfg.train.seed, DataPosition(0, 0), cfg.data.pair_share)
-    out, steps = {"pairs": 0, "triplets": 0}, Counter()
+    out, steps = {g: {"pairs": 0, "triplets": 0} for g in groups}, Counter()
     for b, _ in islice(stream, cfg.train.max_steps):
-        mb = make_micro_batch(data, b.kind, b.indices, tok, cfg.encoder.template, cfg.encoder.max_length, groups)
-        out[b.kind] += mb.padded_tokens
         steps[b.kind] += 1
+        for g in groups:
+            mb = make_micro_batch(data, b.kind, b.indices, tok, cfg.encoder.template, cfg.encoder.max_length, g)
+            out[g][b.kind] += mb.padded_tokens
     return out, steps
 
 
@@ -69,18 +70,24 @@ def main() -> None:
           "triplet step | capped s per 1k padded tokens, pairs / triplets | capped train s "
           "| est. AVX2 minutes (curve incl.) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
+    tokenizers: dict[str, object] = {}
     for name in recipes:
         cfg = trial_config(spec, name)
-        tok = hf_backend_tokenizer(resolve_source(cfg.model.source).path)
+        if cfg.model.source not in tokenizers:
+            tokenizers[cfg.model.source] = hf_backend_tokenizer(resolve_source(cfg.model.source).path)
+        timings = {}
         for groups in sorted({1, cfg.train.length_chunks}):
             path = RESULTS / f"train_throughput_avx2cap_k{cfg.encoder.bidirectional_layers}_g{groups}.json"
-            if groups == 1 and groups != cfg.train.length_chunks and not path.is_file():
-                continue
+            if groups != cfg.train.length_chunks and not path.is_file():
+                continue  # no one-batch timing of this k
             r = json.loads(path.read_text())
             timed = (r["k"], r["lora_layers"].split("/")[0], r["length_chunks"])
             if timed != (cfg.encoder.bidirectional_layers, str(cfg.lora.layers), groups):
                 raise SystemExit(f"{path.name} timed k, LoRA layers, length groups {timed}, not {name}'s at {groups}")
-            toks, steps = padded_tokens(cfg, tok, groups)
+            timings[groups] = r
+        padded, steps = padded_tokens(cfg, tokenizers[cfg.model.source], list(timings))
+        for groups, r in timings.items():
+            toks = padded[groups]
             rate = r["s_per_1k_padded_tokens_by_kind"]
             capped = sum(toks[k] / 1000 * rate[k] for k in toks)
             curve = cfg.train.max_steps // cfg.train.eval_every * 2 * cfg.dev_curve_pairs / args.encode_rate

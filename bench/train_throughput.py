@@ -84,14 +84,12 @@ def main() -> None:
         "model": cfg.model.source, "k": cfg.encoder.bidirectional_layers, "max_length": cfg.encoder.max_length,
         "batch_size": cfg.train.batch_size, "lora_r": cfg.lora.r, "timed_steps": len(timed),
         "s_per_step": round(secs / len(timed), 3),
-        "s_per_step_by_kind": {k: round(sum(s["step_s"] for s in timed if s["kind"] == k)
-                                        / max(1, sum(s["kind"] == k for s in timed)), 3)
-                               for k in ("pairs", "triplets")},
+        "s_per_step_by_kind": {k: round(secs_kind[k] / max(1, n_kind[k]), 3) for k in kinds},
         # A step's time follows the positions its forward computes (`padded_tokens`: real tokens + each length
         # group's padding, `train.length_chunks`), so bench/train_budget.py scales these rates by each recipe's own.
         "length_chunks": cfg.train.length_chunks,
-        "padded_tokens_per_step_by_kind": {k: round(padded[k] / max(1, n_kind[k]), 1) for k in padded},
-        "s_per_1k_padded_tokens_by_kind": {k: round(1000 * secs_kind[k] / max(1, padded[k]), 4) for k in padded},
+        "padded_tokens_per_step_by_kind": {k: round(padded[k] / max(1, n_kind[k]), 1) for k in kinds},
+        "s_per_1k_padded_tokens_by_kind": {k: round(1000 * secs_kind[k] / max(1, padded[k]), 4) for k in kinds},
         "tokens_per_s": round(tok_s, 1), "non_embedding_params": non_emb,
         "lora_layers": f"{adapted}/{n_layers}", "flops_per_token": "2N + 2N*adapted/layers",
         "model_gflops": round(gflops, 2), "gemm_gflops": round(gemm, 1), "fraction_of_gemm": round(gflops / gemm, 3),
