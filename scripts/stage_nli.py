@@ -1,9 +1,10 @@
 """Stage the NLI training and selection data (issue 26) from public repository snapshots.
 
 Run once, by hand, after `fetch`ing the four repositories (paths below); it writes
-`data/nli/train/triplets.csv.gz`, `data/nli/dev/pairs.tsv` and byte-exact gzip copies of every source file
-under `data/raw/`, and prints the counts that data/PROVENANCE.md records. Deterministic: the same snapshots
-give the same bytes. Not part of any run or test (the staged files are).
+`data/nli/train/triplets.csv.gz`, `data/nli/train/pairs.tsv.gz`, `data/nli/dev/pairs.tsv` and byte-exact gzip
+copies of every source file under `data/raw/`, and prints the counts that data/PROVENANCE.md records. Without the
+snapshots it reads those byte-exact copies instead (same bytes, same output). Deterministic: the same sources give
+the same bytes. Not part of any run or test (the staged files are).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from bellm.data import Pairs, Triplets
-from bellm.leakage import filter_pairs, filter_triplets, held_out, held_out_files, normalize
+from bellm.leakage import HeldOut, filter_pairs, filter_triplets, held_out, held_out_files, normalize
 from bellm.nli import LABELS as SCORE_LABELS
-from bellm.nli import NliPair, dedupe_triplets, read_nli, scored_pairs, triplets_from_pairs
+from bellm.nli import SCORES, NliPair, dedupe_triplets, read_nli, scored_pairs, triplets_from_pairs
 
 MIRROR = Path("/work/.mirror")
 TEN = "google-research-datasets/Textual-Entailment-New-Protocols"
@@ -52,9 +53,14 @@ def git(repo: str, *args: str) -> bytes:
 
 
 def raw_copy(repo: str, path: str) -> Path:
-    """gzip -9 copy (mtime 0) of the source file under data/raw/<owner>_<repo>/<path>.gz."""
-    data = git(repo, "show", f"HEAD:{path}")
+    """gzip -9 copy (mtime 0) of the source file under data/raw/<owner>_<repo>/<path>.gz (from the snapshot when
+    it is here; else the copy already staged is the source, its sha256 printed for comparison with PROVENANCE.md)."""
     out = DATA / "raw" / repo.replace("/", "_") / (path + ".gz")
+    if not (MIRROR / repo.replace("/", "+") / "repo").is_dir():
+        data = gzip.decompress(out.read_bytes())
+        print(f"| `{repo}` | (staged copy) | `{path}` | {hashlib.sha256(data).hexdigest()} |", file=sys.stderr)
+        return out
+    data = git(repo, "show", f"HEAD:{path}")
     out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as f:
@@ -127,11 +133,14 @@ def main() -> None:
 
     per_source: list[tuple[str, int, int]] = []
     trips: list[tuple[str, str, str, str]] = []
+    labelled: list[tuple[NliPair, str]] = []
     for repo, path in TRAIN:
         rows = read_source(repo, path)
         t = triplets_from_pairs(rows)
         per_source.append((f"{repo}:{path}", len(rows), len(t)))
         trips.extend((*x, f"{repo}:{path}") for x in t)
+        labelled.extend((r, f"{repo}:{path}") for r in rows)
+    write_train_pairs(labelled, sts_index, dev_sentences)
     unique = dedupe_triplets(trips)
     src = {tuple(t[:3]): t[3] for t in reversed(trips)}
     tr = Triplets([t[0] for t in unique], [t[1] for t in unique], [t[2] for t in unique])
@@ -155,6 +164,35 @@ def main() -> None:
           f"({dropped_sts} dropped) -> {len(keep)} after NLI dev ({len(tr) - len(keep)} dropped)")
     print(f"sha256 {out.relative_to(DATA)} {hashlib.sha256(out.read_bytes()).hexdigest()}")
     print(f"sha256 {dev_file.relative_to(DATA)} {hashlib.sha256(dev_file.read_bytes()).hexdigest()}")
+
+
+def write_train_pairs(labelled: list[tuple[NliPair, str]], sts_index: HeldOut, dev_sentences: set[str]) -> None:
+    """Every labelled training pair as a scored pair (entailment 2 > neutral 1 > contradiction 0; CoSENT reads only
+    the order): the neutral rows and the premises with one label, which make no triplet, train too. Deduplicated
+    by normalised (premise, hypothesis) in source order; a pair with any sentence of an evaluation or selection set
+    or of the NLI val files is dropped (premises included, as for the triplets); shuffled with seed 26 so a capped
+    head (`data.max_train_pairs`) is a fair sample of every source and label."""
+    source = {}
+    for r, src in labelled:
+        source.setdefault((normalize(r.premise), normalize(r.hypothesis)), src)
+    scored = scored_pairs(r for r, _ in labelled)
+    keep = [(s, a, b) for s, a, b in scored
+            if not ({normalize(a), normalize(b)} & (sts_index.sentences | dev_sentences))]
+    random.Random(26).shuffle(keep)
+    out = DATA / "nli" / "train" / "pairs.tsv.gz"
+    buf = io.StringIO(newline="")
+    buf.write("score\tsentence1\tsentence2\tsource\n")
+    for s, a, b in keep:
+        assert "\t" not in a + b and "\n" not in a + b
+        buf.write(f"{int(s)}\t{a}\t{b}\t{source[(normalize(a), normalize(b))]}\n")
+    gzbuf = io.BytesIO()
+    with gzip.GzipFile(fileobj=gzbuf, mode="wb", compresslevel=9, mtime=0) as f:
+        f.write(buf.getvalue().encode("utf-8"))
+    out.write_bytes(gzbuf.getvalue())
+    labels = {k: sum(1 for s, _, _ in keep if s == v) for k, v in SCORES.items()}
+    print(f"train pairs: {len(labelled)} labelled rows -> {len(scored)} unique -> {len(keep)} without a held-out or "
+          f"NLI val sentence ({len(scored) - len(keep)} dropped); labels {labels}")
+    print(f"sha256 {out.relative_to(DATA)} {hashlib.sha256(out.read_bytes()).hexdigest()}")
 
 
 if __name__ == "__main__":

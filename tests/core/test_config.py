@@ -186,6 +186,11 @@ def test_sweep_trials_say_their_data_whatever_the_profile_holds() -> None:
             assert cfg.data.train_triplets and cfg.data.max_train_triplets is None, name
         share = next((int(p[5:]) for p in name.split("-") if p.startswith("share")), None)
         assert cfg.data.pair_share == (share / 100 if share else None), name
+        # `nlipairsNk` (session 10): the staged NLI scored pairs join the STS pairs, capped at N thousand rows
+        nli_pairs = next((int(p[8:-1]) * 1000 for p in name.split("-") if p.startswith("nlipairs")), None)
+        has_nli_pairs = any(p.endswith("nli/train/pairs.tsv.gz") for p in cfg.data.train_pairs)
+        assert has_nli_pairs == (nli_pairs is not None), name
+        assert cfg.data.max_train_pairs == nli_pairs, name
 
 
 def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:

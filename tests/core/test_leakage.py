@@ -15,6 +15,8 @@ from bellm.sts import task_files
 from bellm.training.batches import load_train_data
 
 NLI_TRAIN = DATA_DIR / "nli" / "train" / "triplets.csv.gz"
+NLI_TRAIN_PAIRS = DATA_DIR / "nli" / "train" / "pairs.tsv.gz"
+NEW_PROTOCOLS = "google-research-datasets_Textual-Entailment-New-Protocols/data"
 
 
 def test_held_out_files_cover_every_evaluation_and_selection_set() -> None:
@@ -70,11 +72,34 @@ def test_staged_nli_triplets_hold_no_held_out_sentence() -> None:
         assert not {normalize(s) for s in t} & index.sentences
 
 
+def test_staged_nli_pairs_hold_no_held_out_or_nli_val_sentence() -> None:
+    """The staged NLI scored pairs (session 10): no sentence, premises included, of an evaluation or selection set,
+    none of the NLI val files (all 4,978 pairs, of which the dev file stages 1,500), no pair twice."""
+    import csv
+    import gzip
+    import io
+
+    pairs = read_pairs(NLI_TRAIN_PAIRS)
+    assert len(pairs) == 73864 and set(pairs.scores.tolist()) == {0.0, 1.0, 2.0}
+    val: set[str] = set()
+    for protocol in ("base", "contrast", "edit_other", "edit_premise"):
+        text = gzip.decompress((DATA_DIR / "raw" / NEW_PROTOCOLS / protocol / "val.tsv.gz").read_bytes()).decode()
+        rows = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+        val.update(normalize(row[c]) for row in rows for c in ("sentence1", "sentence2"))
+    banned = held_out().sentences | val
+    seen: set[tuple[str, str]] = set()
+    for a, b in zip(pairs.sentence1, pairs.sentence2, strict=True):
+        key = (normalize(a), normalize(b))
+        assert not set(key) & banned and key not in seen, (a, b)
+        seen.add(key)
+    assert len(val) > 5000
+
+
 def test_staged_files_match_provenance() -> None:
     text = (DATA_DIR / "PROVENANCE.md").read_text()
     from bellm.io import sha256_file
 
-    for rel in ("nli/train/triplets.csv.gz", "nli/dev/pairs.tsv"):
+    for rel in ("nli/train/triplets.csv.gz", "nli/train/pairs.tsv.gz", "nli/dev/pairs.tsv"):
         assert sha256_file(DATA_DIR / rel) in text, rel
     assert len(read_pairs(DATA_DIR / "nli" / "dev" / "pairs.tsv")) == 1500
 
