@@ -199,6 +199,10 @@ class LossConfig(Section):
     angle_weight: float = Field(1.0, ge=0)
     cosine_tau: float = Field(20.0, gt=0)
     ibn_tau: float = Field(20.0, gt=0)
+    ibn_symmetric: bool = Field(
+        False, description="in-batch loss in both directions (anchor→positives and positive→anchors, averaged), "
+        "as CLIP and GTE train",
+    )
     angle_tau: float = Field(20.0, gt=0)
     gather_across_ranks: bool = True
 

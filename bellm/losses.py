@@ -5,7 +5,8 @@ Three terms, each weighted by `LossConfig`:
 * `cosent_loss`: CoSENT ranking over cosine similarities of scored pairs,
   `log(1 + Σ_{y_i > y_j} exp(τ·(cos_j − cos_i)))`;
 * `in_batch_negative_loss`: cross-entropy of each anchor over all positives (and hard negatives) of the
-  batch, with duplicates of the same text masked so a repeated sentence is never a false negative;
+  batch, with duplicates of the same text masked so a repeated sentence is never a false negative
+  (`loss.ibn_symmetric` averages it with `reverse_in_batch_loss`, each positive over the anchors);
 * `angle_loss`: the same ranking over AnglE's angle-difference score (complex division in half-split
   space), which keeps a gradient where cosine saturates.
 
@@ -93,6 +94,33 @@ def in_batch_negative_loss(
     return F.cross_entropy(logits, target)
 
 
+def reverse_in_batch_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    tau: float = 20.0,
+    anchor_ids: torch.Tensor | None = None,
+    positive_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The other direction of the in-batch loss: each positive picks its own anchor among the batch's anchors.
+
+    The symmetric InfoNCE of CLIP and GTE's "improved contrastive loss": the same embeddings, a second ranking
+    signal (which premise does this hypothesis belong to). anchor, positive (N,H). `*_ids` mask every other
+    anchor whose text repeats anchor i's or positive i's, as `in_batch_negative_loss` does.
+    """
+    p = F.normalize(positive.float(), dim=-1)
+    a = F.normalize(anchor.float(), dim=-1)
+    logits = (p @ a.T) * tau  # (N,N): [i,j] = positive i against anchor j
+    n = anchor.shape[0]
+    target = torch.arange(n, device=anchor.device)  # (N,)
+    if anchor_ids is not None:
+        dup = anchor_ids[None, :] == anchor_ids[:, None]  # (N,N)
+        if positive_ids is not None:
+            dup = dup | (anchor_ids[None, :] == positive_ids[:, None])
+        dup[target, target] = False  # the true anchor stays
+        logits = logits.masked_fill(dup, NEG_INF)
+    return F.cross_entropy(logits, target)
+
+
 def pair_objective(
     emb1: torch.Tensor, emb2: torch.Tensor, labels: torch.Tensor, cfg: LossConfig
 ) -> dict[str, torch.Tensor]:
@@ -129,5 +157,8 @@ def triplet_objective(
         parts["ibn"] = in_batch_negative_loss(
             anchor, positive, negative, cfg.ibn_tau, anchor_ids, positive_ids, negative_ids
         )
+        if cfg.ibn_symmetric:  # the mean of both directions, so ibn_weight keeps its scale
+            back = reverse_in_batch_loss(anchor, positive, cfg.ibn_tau, anchor_ids, positive_ids)
+            parts["ibn"] = 0.5 * (parts["ibn"] + back)
         parts["loss"] = parts["loss"] + cfg.ibn_weight * parts["ibn"]
     return parts

@@ -223,3 +223,4 @@ def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
         groups = next((int(m[1]) for p in parts if (m := re.fullmatch(r"g(\d+)", p))), 1)  # train.length_chunks
         assert cfg.train.length_chunks == groups, name
         assert cfg.encoder.prompt == ("none" if "pnone" in parts else "prompteol"), name  # session 10
+        assert cfg.loss.ibn_symmetric == ("sym" in parts), name  # session 10

@@ -15,6 +15,7 @@ from bellm.losses import (
     in_batch_negative_loss,
     pair_objective,
     ranking_loss,
+    reverse_in_batch_loss,
     triplet_objective,
 )
 
@@ -117,6 +118,26 @@ def test_in_batch_negatives_masks_duplicate_texts() -> None:
     assert got.item() == pytest.approx(expected, rel=1e-5)
     unmasked = in_batch_negative_loss(t(anchor), t(pos), t(neg), 20.0)
     assert unmasked.item() > got.item()  # the false negatives were hurting
+
+
+def test_reverse_in_batch_loss_matches_formula_and_masks_duplicates() -> None:
+    # Each positive picks its anchor among all anchors: the forward formula with the roles swapped.
+    assert reverse_in_batch_loss(t(E1), t(E2)).item() == pytest.approx(_ibn_by_hand(E2, E1, 20.0), rel=1e-5)
+    # Anchors 0 and 2 share a text; positive 1 repeats anchor 0's text.
+    a_ids, p_ids = torch.tensor([10, 11, 10]), torch.tensor([20, 10, 22])
+    masked = {(0, 2), (2, 0), (1, 0), (1, 2)}
+    got = reverse_in_batch_loss(t(E1), t(E2), 20.0, a_ids, p_ids)
+    assert got.item() == pytest.approx(_ibn_by_hand(E2, E1, 20.0, masked), rel=1e-5)
+
+
+def test_symmetric_ibn_averages_both_directions_and_is_off_by_default() -> None:
+    neg = [[0.1, 0.1, 0.1, -0.3], [1.0, 1.0, 0.0, 0.0], [0.0, -1.0, 0.2, 0.2]]
+    plain = triplet_objective(t(E1), t(E2), t(neg), LossConfig())
+    sym = triplet_objective(t(E1), t(E2), t(neg), LossConfig(ibn_symmetric=True))
+    forward, backward = _ibn_by_hand(E1, E2 + neg, 20.0), _ibn_by_hand(E2, E1, 20.0)
+    assert plain["ibn"].item() == pytest.approx(forward, rel=1e-5)
+    assert sym["ibn"].item() == pytest.approx(0.5 * (forward + backward), rel=1e-5)
+    assert sym["loss"].item() - plain["loss"].item() == pytest.approx(sym["ibn"].item() - forward, rel=1e-5)
 
 
 def test_combined_objectives_weight_their_terms() -> None:
