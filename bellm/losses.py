@@ -79,17 +79,35 @@ def in_batch_negative_loss(
     duplicates in a batch are not pushed apart (and an anchor never competes with its own copy).
     """
     cands = positive if negative is None else torch.cat([positive, negative])  # (M,H)
-    a = F.normalize(anchor.float(), dim=-1)
-    c = F.normalize(cands.float(), dim=-1)
-    logits = (a @ c.T) * tau  # (N,M)
-    n = anchor.shape[0]
-    target = torch.arange(n, device=anchor.device)  # (N,)
+    cand_ids = None
     if positive_ids is not None:
         cand_ids = positive_ids if negative is None else torch.cat([positive_ids, negative_ids])  # (M,)
-        dup = cand_ids[None, :] == positive_ids[:, None]  # (N,M)
-        if anchor_ids is not None:
-            dup = dup | (cand_ids[None, :] == anchor_ids[:, None])
-        dup[target, target] = False  # the true positive stays
+    return _pick_own(anchor, cands, tau, cand_ids, positive_ids, anchor_ids)
+
+
+def _pick_own(
+    queries: torch.Tensor,
+    cands: torch.Tensor,
+    tau: float,
+    cand_ids: torch.Tensor | None,
+    own_ids: torch.Tensor | None,
+    query_ids: torch.Tensor | None,
+) -> torch.Tensor:
+    """Cross-entropy of query i over all candidates, target candidate i. queries (N,H), cands (M,H), M >= N.
+
+    With `cand_ids` (M,) and `own_ids` (N,) (the text ids of the candidates and of each query's own candidate), a
+    candidate other than i that repeats candidate i's text, or query i's (`query_ids`, optional), is masked.
+    """
+    q = F.normalize(queries.float(), dim=-1)
+    c = F.normalize(cands.float(), dim=-1)
+    logits = (q @ c.T) * tau  # (N,M)
+    n = queries.shape[0]
+    target = torch.arange(n, device=queries.device)  # (N,)
+    if cand_ids is not None and own_ids is not None:
+        dup = cand_ids[None, :] == own_ids[:, None]  # (N,M)
+        if query_ids is not None:
+            dup = dup | (cand_ids[None, :] == query_ids[:, None])
+        dup[target, target] = False  # the true candidate stays
         logits = logits.masked_fill(dup, NEG_INF)
     return F.cross_entropy(logits, target)
 
@@ -107,18 +125,7 @@ def reverse_in_batch_loss(
     signal (which premise does this hypothesis belong to). anchor, positive (N,H). `*_ids` mask every other
     anchor whose text repeats anchor i's or positive i's, as `in_batch_negative_loss` does.
     """
-    p = F.normalize(positive.float(), dim=-1)
-    a = F.normalize(anchor.float(), dim=-1)
-    logits = (p @ a.T) * tau  # (N,N): [i,j] = positive i against anchor j
-    n = anchor.shape[0]
-    target = torch.arange(n, device=anchor.device)  # (N,)
-    if anchor_ids is not None:
-        dup = anchor_ids[None, :] == anchor_ids[:, None]  # (N,N)
-        if positive_ids is not None:
-            dup = dup | (anchor_ids[None, :] == positive_ids[:, None])
-        dup[target, target] = False  # the true anchor stays
-        logits = logits.masked_fill(dup, NEG_INF)
-    return F.cross_entropy(logits, target)
+    return _pick_own(positive, anchor, tau, anchor_ids, anchor_ids, positive_ids)
 
 
 def pair_objective(
