@@ -176,8 +176,8 @@ def write_train_pairs(labelled: list[tuple[NliPair, str]], sts_index: HeldOut, d
     for r, src in labelled:
         source.setdefault((normalize(r.premise), normalize(r.hypothesis)), src)
     scored = scored_pairs(r for r, _ in labelled)
-    keep = [(s, a, b) for s, a, b in scored
-            if not ({normalize(a), normalize(b)} & (sts_index.sentences | dev_sentences))]
+    banned = sts_index.sentences | dev_sentences
+    keep = [(s, a, b) for s, a, b in scored if not {normalize(a), normalize(b)} & banned]
     random.Random(26).shuffle(keep)
     out = DATA / "nli" / "train" / "pairs.tsv.gz"
     buf = io.StringIO(newline="")
