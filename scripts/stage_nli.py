@@ -52,6 +52,14 @@ def git(repo: str, *args: str) -> bytes:
     return subprocess.run(["git", "-C", str(d), *args], check=True, capture_output=True).stdout
 
 
+def write_gz(out: Path, data: bytes) -> None:
+    """gzip -9 with mtime 0: the same data always gives the same bytes."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as f:
+        f.write(data)
+    out.write_bytes(buf.getvalue())
+
+
 def raw_copy(repo: str, path: str) -> Path:
     """gzip -9 copy (mtime 0) of the source file under data/raw/<owner>_<repo>/<path>.gz (from the snapshot when
     it is here; else the copy already staged is the source, its sha256 printed for comparison with PROVENANCE.md)."""
@@ -62,10 +70,7 @@ def raw_copy(repo: str, path: str) -> Path:
         return out
     data = git(repo, "show", f"HEAD:{path}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as f:
-        f.write(data)
-    out.write_bytes(buf.getvalue())
+    write_gz(out, data)
     commit = git(repo, "rev-parse", "HEAD").decode().strip()
     print(f"| `{repo}` | `{commit[:12]}` | `{path}` | {hashlib.sha256(data).hexdigest()} |", file=sys.stderr)
     return out
@@ -154,10 +159,7 @@ def main() -> None:
     w.writerow(["sent0", "sent1", "hard_neg", "source"])
     for a, p, n in keep:
         w.writerow([a, p, n, src[(a, p, n)]])
-    gzbuf = io.BytesIO()
-    with gzip.GzipFile(fileobj=gzbuf, mode="wb", compresslevel=9, mtime=0) as f:
-        f.write(buf.getvalue().encode("utf-8"))
-    out.write_bytes(gzbuf.getvalue())
+    write_gz(out, buf.getvalue().encode("utf-8"))
     for name, rows, t in per_source:
         print(f"train source {name}: {rows} labelled rows -> {t} triplets")
     print(f"train: {len(trips)} triplets -> {len(unique)} unique -> {len(tr)} after STS held-out "
@@ -185,10 +187,7 @@ def write_train_pairs(labelled: list[tuple[NliPair, str]], sts_index: HeldOut, d
     for s, a, b in keep:
         assert "\t" not in a + b and "\n" not in a + b
         buf.write(f"{int(s)}\t{a}\t{b}\t{source[(normalize(a), normalize(b))]}\n")
-    gzbuf = io.BytesIO()
-    with gzip.GzipFile(fileobj=gzbuf, mode="wb", compresslevel=9, mtime=0) as f:
-        f.write(buf.getvalue().encode("utf-8"))
-    out.write_bytes(gzbuf.getvalue())
+    write_gz(out, buf.getvalue().encode("utf-8"))
     labels = {k: sum(1 for s, _, _ in keep if s == v) for k, v in SCORES.items()}
     print(f"train pairs: {len(labelled)} labelled rows -> {len(scored)} unique -> {len(keep)} without a held-out or "
           f"NLI val sentence ({len(scored) - len(keep)} dropped); labels {labels}")
