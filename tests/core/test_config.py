@@ -224,3 +224,5 @@ def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
         assert cfg.train.length_chunks == groups, name
         assert cfg.encoder.prompt == ("none" if "pnone" in parts else "prompteol"), name  # session 10
         assert cfg.loss.ibn_symmetric == ("sym" in parts), name  # session 10
+        has_tw = any(t.endswith("para/twitter_url/triplets.csv.gz") for t in cfg.data.train_triplets)
+        assert has_tw == ("tw" in parts), name  # session 11: the Twitter URL corpus triplets join the NLI ones
