@@ -17,6 +17,7 @@ from bellm.training.batches import load_train_data
 NLI_TRAIN = DATA_DIR / "nli" / "train" / "triplets.csv.gz"
 NLI_TRAIN_PAIRS = DATA_DIR / "nli" / "train" / "pairs.tsv.gz"
 NEW_PROTOCOLS = "google-research-datasets_Textual-Entailment-New-Protocols/data"
+TWITTER_TRAIN = DATA_DIR / "para" / "twitter_url" / "triplets.csv.gz"
 
 
 def test_held_out_files_cover_every_evaluation_and_selection_set() -> None:
@@ -95,11 +96,32 @@ def test_staged_nli_pairs_hold_no_held_out_or_nli_val_sentence() -> None:
     assert len(val) > 5000
 
 
+def test_staged_twitter_triplets_hold_no_held_out_or_twitter_test_sentence() -> None:
+    """The Twitter URL corpus triplets (session 11): no sentence of an evaluation or selection set, none of the
+    corpus's own test split (MTEB's TwitterURLCorpus, read from the raw copies), no triplet twice, and every
+    anchor's positive and hard negative differ."""
+    import gzip
+
+    trips = load_triplets(TWITTER_TRAIN)
+    assert len(trips) == 8976
+    raw = DATA_DIR / "raw" / "castorini_data" / "twitterPPDB" / "test"
+    test = {normalize(line) for f in ("a.toks.gz", "b.toks.gz")
+            for line in gzip.decompress((raw / f).read_bytes()).decode().split("\n") if line.strip()}
+    assert len(test) > 5000
+    banned = held_out().sentences | test
+    seen: set[tuple[str, str, str]] = set()
+    for t in zip(trips.anchor, trips.positive, trips.negative, strict=True):
+        key = (normalize(t[0]), normalize(t[1]), normalize(t[2]))
+        assert not set(key) & banned and key not in seen and len(set(key)) == 3, t
+        seen.add(key)
+
+
 def test_staged_files_match_provenance() -> None:
     text = (DATA_DIR / "PROVENANCE.md").read_text()
     from bellm.io import sha256_file
 
-    for rel in ("nli/train/triplets.csv.gz", "nli/train/pairs.tsv.gz", "nli/dev/pairs.tsv"):
+    for rel in ("nli/train/triplets.csv.gz", "nli/train/pairs.tsv.gz", "nli/dev/pairs.tsv",
+                "para/twitter_url/triplets.csv.gz"):
         assert sha256_file(DATA_DIR / rel) in text, rel
     assert len(read_pairs(DATA_DIR / "nli" / "dev" / "pairs.tsv")) == 1500
 
