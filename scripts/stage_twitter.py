@@ -36,30 +36,30 @@ SEED = 26
 OUT = DATA / "para" / "twitter_url" / "triplets.csv.gz"
 
 
-def source_text(path: str) -> str:
-    """The file from the snapshot (its gzip copy written under data/raw/), else from that copy."""
-    out = DATA / "raw" / REPO.replace("/", "_") / (path + ".gz")
-    if (MIRROR / REPO.replace("/", "+") / "repo").is_dir():
-        data = git(REPO, "show", f"HEAD:{path}")
+def source_bytes(repo: str, path: str) -> bytes:
+    """The file from the snapshot (its gzip copy written under data/raw/), else from that copy; its sha256 and
+    size printed for PROVENANCE.md."""
+    out = DATA / "raw" / repo.replace("/", "_") / (path + ".gz")
+    if (MIRROR / repo.replace("/", "+") / "repo").is_dir():
+        data = git(repo, "show", f"HEAD:{path}")
         out.parent.mkdir(parents=True, exist_ok=True)
         write_gz(out, data)
-        commit = git(REPO, "rev-parse", "HEAD").decode().strip()
+        commit = git(repo, "rev-parse", "HEAD").decode().strip()
     else:
         data, commit = gzip.decompress(out.read_bytes()), "(staged copy)"
-    print(f"| `{REPO}` | `{commit[:12]}` | `{path}` | {hashlib.sha256(data).hexdigest()} | {len(data)} |",
+    print(f"| `{repo}` | `{commit[:12]}` | `{path}` | {hashlib.sha256(data).hexdigest()} | {len(data)} |",
           file=sys.stderr)
-    return data.decode("utf-8")
+    return data
 
 
 def lines(path: str) -> list[str]:
-    text = source_text(path)
-    rows = text.split("\n")
+    rows = source_bytes(REPO, path).decode("utf-8").split("\n")
     return rows[:-1] if rows and rows[-1] == "" else rows
 
 
 def main() -> None:
     for path in NOTICES:
-        source_text(path)
+        source_bytes(REPO, path)
     a, b, sim = (lines(p) for p in TRAIN)
     if not len(a) == len(b) == len(sim):
         raise SystemExit(f"{REPO}: train files differ in length: {len(a)}, {len(b)}, {len(sim)}")

@@ -226,3 +226,5 @@ def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
         assert cfg.loss.ibn_symmetric == ("sym" in parts), name  # session 10
         has_tw = any(t.endswith("para/twitter_url/triplets.csv.gz") for t in cfg.data.train_triplets)
         assert has_tw == ("tw" in parts), name  # session 11: the Twitter URL corpus triplets join the NLI ones
+        has_coco = any(t.endswith("para/coco/triplets.csv.gz") for t in cfg.data.train_triplets)
+        assert has_coco == ("coco" in parts), name  # session 11: COCO caption triplets join the NLI ones
