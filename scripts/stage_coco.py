@@ -73,7 +73,9 @@ def main() -> None:
         ks = of_image[i][:]
         rng.shuffle(ks)
         for a, p in list(zip(ks[0::2], ks[1::2], strict=False))[:PER_IMAGE]:
-            cands = {k for w in bags[a] if df[w] <= COMMON for k in index[w] if captions[k][0] != i}
+            own = {normalize(captions[k][1]) for k in of_image[i]}  # a text can caption several images
+            cands = {k for w in bags[a] if df[w] <= COMMON for k in index[w]
+                     if captions[k][0] != i and normalize(captions[k][1]) not in own}
             scored = sorted((-len(bags[a] & bags[k]) / len(bags[a] | bags[k]), k) for k in cands)
             scored = [(s, k) for s, k in scored if -s <= MAX_JACCARD]
             if len(scored) < RANK:

@@ -18,6 +18,7 @@ NLI_TRAIN = DATA_DIR / "nli" / "train" / "triplets.csv.gz"
 NLI_TRAIN_PAIRS = DATA_DIR / "nli" / "train" / "pairs.tsv.gz"
 NEW_PROTOCOLS = "google-research-datasets_Textual-Entailment-New-Protocols/data"
 TWITTER_TRAIN = DATA_DIR / "para" / "twitter_url" / "triplets.csv.gz"
+COCO_TRAIN = DATA_DIR / "para" / "coco" / "triplets.csv.gz"
 
 
 def test_held_out_files_cover_every_evaluation_and_selection_set() -> None:
@@ -116,12 +117,33 @@ def test_staged_twitter_triplets_hold_no_held_out_or_twitter_test_sentence() -> 
         seen.add(key)
 
 
+def test_staged_coco_triplets_hold_no_held_out_sentence() -> None:
+    """The COCO caption triplets (session 11): no sentence of an evaluation or selection set, no triplet twice, and
+    the hard negative never one of the anchor's own image's captions (read from the raw annotations)."""
+    import gzip
+    import json
+
+    trips = load_triplets(COCO_TRAIN)
+    assert len(trips) == 9992
+    raw = DATA_DIR / "raw" / "ruizewang_evaluate" / "annotations" / "captions_val2017.json.gz"
+    image: dict[str, set[int]] = {}
+    for a in json.loads(gzip.decompress(raw.read_bytes()))["annotations"]:
+        image.setdefault(" ".join(a["caption"].split()), set()).add(a["image_id"])
+    banned = held_out().sentences
+    seen: set[tuple[str, str, str]] = set()
+    for a, p, n in zip(trips.anchor, trips.positive, trips.negative, strict=True):
+        key = (normalize(a), normalize(p), normalize(n))
+        assert not set(key) & banned and key not in seen, (a, p, n)
+        assert image[a] & image[p] and not image[a] & image[n], (a, p, n)
+        seen.add(key)
+
+
 def test_staged_files_match_provenance() -> None:
     text = (DATA_DIR / "PROVENANCE.md").read_text()
     from bellm.io import sha256_file
 
     for rel in ("nli/train/triplets.csv.gz", "nli/train/pairs.tsv.gz", "nli/dev/pairs.tsv",
-                "para/twitter_url/triplets.csv.gz"):
+                "para/twitter_url/triplets.csv.gz", "para/coco/triplets.csv.gz"):
         assert sha256_file(DATA_DIR / rel) in text, rel
     assert len(read_pairs(DATA_DIR / "nli" / "dev" / "pairs.tsv")) == 1500
 
