@@ -65,6 +65,10 @@ def main() -> None:
             if df[w] <= COMMON:
                 index[w].append(k)
     rng = random.Random(SEED)
+    images_of: dict[str, set[int]] = defaultdict(set)
+    for i, cs in by_image.items():
+        for c in cs:
+            images_of[normalize(c)].add(i)
     of_image: dict[int, list[int]] = defaultdict(list)
     for k, (i, _) in enumerate(captions):
         of_image[i].append(k)
@@ -73,9 +77,10 @@ def main() -> None:
         ks = of_image[i][:]
         rng.shuffle(ks)
         for a, p in list(zip(ks[0::2], ks[1::2], strict=False))[:PER_IMAGE]:
-            own = {normalize(captions[k][1]) for k in of_image[i]}  # a text can caption several images
+            # a text can caption several images: no negative shares an image with the anchor or the positive
+            own = images_of[normalize(captions[a][1])] | images_of[normalize(captions[p][1])]
             cands = {k for w in bags[a] if df[w] <= COMMON for k in index[w]
-                     if captions[k][0] != i and normalize(captions[k][1]) not in own}
+                     if not images_of[normalize(captions[k][1])] & own}
             scored = sorted((-len(bags[a] & bags[k]) / len(bags[a] | bags[k]), k) for k in cands)
             scored = [(s, k) for s, k in scored if -s <= MAX_JACCARD]
             if len(scored) < RANK:
