@@ -15,9 +15,7 @@ set is left out whole.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import random
 import sys
@@ -26,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_nli import DATA, write_gz  # noqa: E402
+from stage_nli import DATA, write_triplets  # noqa: E402
 from stage_twitter import source_bytes  # noqa: E402
 
 from bellm.leakage import held_out, normalize  # noqa: E402
@@ -87,13 +85,7 @@ def main() -> None:
                 continue
             trips.append((captions[a][1], captions[p][1], captions[scored[RANK - 1][1]][1]))
     rng.shuffle(trips)  # a capped head (data.max_train_triplets) is then a fair sample of every image
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sent0", "sent1", "hard_neg", "source"])
-    for t in trips:
-        w.writerow([*t, f"{REPO}:{PATH}"])
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    write_gz(OUT, buf.getvalue().encode("utf-8"))
+    write_triplets(OUT, [(*t, f"{REPO}:{PATH}") for t in trips])
     print(f"{n_captions} captions of {len(by_image)} images -> {len(by_image) - len(images)} images dropped "
           f"(a caption in an evaluation or selection set) -> {len(trips)} triplets")
     print(f"sha256 {OUT.relative_to(DATA)} {hashlib.sha256(OUT.read_bytes()).hexdigest()} {OUT.stat().st_size}")

@@ -16,6 +16,7 @@ import io
 import random
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,16 @@ def write_gz(out: Path, data: bytes) -> None:
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as f:
         f.write(data)
     out.write_bytes(buf.getvalue())
+
+
+def write_triplets(out: Path, rows: Iterable[tuple[str, str, str, str]]) -> None:
+    """A gzipped triplet CSV (`sent0,sent1,hard_neg,source`, the columns `bellm.data.read_triplets` reads)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["sent0", "sent1", "hard_neg", "source"])
+    w.writerows(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_gz(out, buf.getvalue().encode("utf-8"))
 
 
 def raw_copy(repo: str, path: str) -> Path:
@@ -153,13 +164,7 @@ def main() -> None:
     keep = [(a, p, n) for a, p, n in zip(tr.anchor, tr.positive, tr.negative, strict=True)
             if not {normalize(a), normalize(p), normalize(n)} & dev_sentences]
     out = DATA / "nli" / "train" / "triplets.csv.gz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sent0", "sent1", "hard_neg", "source"])
-    for a, p, n in keep:
-        w.writerow([a, p, n, src[(a, p, n)]])
-    write_gz(out, buf.getvalue().encode("utf-8"))
+    write_triplets(out, [(a, p, n, src[(a, p, n)]) for a, p, n in keep])
     for name, rows, t in per_source:
         print(f"train source {name}: {rows} labelled rows -> {t} triplets")
     print(f"train: {len(trips)} triplets -> {len(unique)} unique -> {len(tr)} after STS held-out "

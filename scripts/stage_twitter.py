@@ -14,17 +14,15 @@ Its test split is MTEB's TwitterURLCorpus: read only to drop every training row 
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
-import io
 import random
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_nli import DATA, MIRROR, git, write_gz  # noqa: E402
+from stage_nli import DATA, MIRROR, git, write_gz, write_triplets  # noqa: E402
 
 from bellm.leakage import held_out, normalize  # noqa: E402
 
@@ -90,13 +88,7 @@ def main() -> None:
         rng.shuffle(negs)
         trips += [(anchor, p, negs[j % len(negs)]) for j, p in enumerate(pos)]
     rng.shuffle(trips)  # a capped head (data.max_train_triplets) is then a fair sample of every article
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sent0", "sent1", "hard_neg", "source"])
-    for t in trips:
-        w.writerow([*t, f"{REPO}:twitterPPDB/train"])
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    write_gz(OUT, buf.getvalue().encode("utf-8"))
+    write_triplets(OUT, [(*t, f"{REPO}:twitterPPDB/train") for t in trips])
     anchors = sum(1 for neg, pos in groups.values() if neg and pos)
     print(f"train: {len(a)} rows ({sim.count('1')} paraphrase) -> {dropped_dup} empty/identical/duplicate and "
           f"{dropped_banned} with a held-out or TwitterURLCorpus-test sentence dropped -> {len(groups)} anchors, "
