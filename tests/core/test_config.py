@@ -228,3 +228,5 @@ def test_sweep_trial_names_say_their_model_and_optimiser_settings() -> None:
         assert has_tw == ("tw" in parts), name  # session 11: the Twitter URL corpus triplets join the NLI ones
         has_coco = any(t.endswith("para/coco/triplets.csv.gz") for t in cfg.data.train_triplets)
         assert has_coco == ("coco" in parts), name  # session 11: COCO caption triplets join the NLI ones
+        seed = next((int(m[1]) for p in parts if (m := re.fullmatch(r"seed(\d+)", p))), 42)
+        assert cfg.train.seed == seed, name  # session 11: a rerun with another seed measures the noise
