@@ -24,8 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_nli import DATA, write_triplets  # noqa: E402
-from stage_twitter import source_bytes  # noqa: E402
+from stage_nli import DATA, source_bytes, write_triplets  # noqa: E402
 
 from bellm.leakage import held_out, normalize  # noqa: E402
 
@@ -67,6 +66,7 @@ def main() -> None:
     for i, cs in by_image.items():
         for c in cs:
             images_of[normalize(c)].add(i)
+    cap_images = [images_of[normalize(c)] for _, c in captions]  # every image each caption's text captions
     of_image: dict[int, list[int]] = defaultdict(list)
     for k, (i, _) in enumerate(captions):
         of_image[i].append(k)
@@ -76,9 +76,8 @@ def main() -> None:
         rng.shuffle(ks)
         for a, p in list(zip(ks[0::2], ks[1::2], strict=False))[:PER_IMAGE]:
             # a text can caption several images: no negative shares an image with the anchor or the positive
-            own = images_of[normalize(captions[a][1])] | images_of[normalize(captions[p][1])]
-            cands = {k for w in bags[a] if df[w] <= COMMON for k in index[w]
-                     if not images_of[normalize(captions[k][1])] & own}
+            own = cap_images[a] | cap_images[p]
+            cands = {k for w in bags[a] if df[w] <= COMMON for k in index[w] if not cap_images[k] & own}
             scored = sorted((-len(bags[a] & bags[k]) / len(bags[a] | bags[k]), k) for k in cands)
             scored = [(s, k) for s, k in scored if -s <= MAX_JACCARD]
             if len(scored) < RANK:

@@ -71,20 +71,26 @@ def write_triplets(out: Path, rows: Iterable[tuple[str, str, str, str]]) -> None
     write_gz(out, buf.getvalue().encode("utf-8"))
 
 
-def raw_copy(repo: str, path: str) -> Path:
-    """gzip -9 copy (mtime 0) of the source file under data/raw/<owner>_<repo>/<path>.gz (from the snapshot when
-    it is here; else the copy already staged is the source, its sha256 printed for comparison with PROVENANCE.md)."""
+def source_bytes(repo: str, path: str) -> bytes:
+    """A source file's bytes: from the snapshot when it is here (its gzip -9 copy, mtime 0, written under
+    data/raw/<owner>_<repo>/<path>.gz), else from that staged copy; its sha256 and size printed (stderr) for
+    comparison with PROVENANCE.md."""
     out = DATA / "raw" / repo.replace("/", "_") / (path + ".gz")
-    if not (MIRROR / repo.replace("/", "+") / "repo").is_dir():
-        data = gzip.decompress(out.read_bytes())
-        print(f"| `{repo}` | (staged copy) | `{path}` | {hashlib.sha256(data).hexdigest()} |", file=sys.stderr)
-        return out
-    data = git(repo, "show", f"HEAD:{path}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_gz(out, data)
-    commit = git(repo, "rev-parse", "HEAD").decode().strip()
-    print(f"| `{repo}` | `{commit[:12]}` | `{path}` | {hashlib.sha256(data).hexdigest()} |", file=sys.stderr)
-    return out
+    if (MIRROR / repo.replace("/", "+") / "repo").is_dir():
+        data = git(repo, "show", f"HEAD:{path}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_gz(out, data)
+        commit = git(repo, "rev-parse", "HEAD").decode().strip()[:12]
+    else:
+        data, commit = gzip.decompress(out.read_bytes()), "(staged copy)"
+    print(f"| `{repo}` | `{commit}` | `{path}` | {hashlib.sha256(data).hexdigest()} | {len(data)} |", file=sys.stderr)
+    return data
+
+
+def raw_copy(repo: str, path: str) -> Path:
+    """`source_bytes`, for readers that take the staged gzip copy's path."""
+    source_bytes(repo, path)
+    return DATA / "raw" / repo.replace("/", "_") / (path + ".gz")
 
 
 def read_ten(gz: Path) -> list[NliPair]:

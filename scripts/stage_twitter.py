@@ -14,7 +14,6 @@ Its test split is MTEB's TwitterURLCorpus: read only to drop every training row 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import random
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_nli import DATA, MIRROR, git, write_gz, write_triplets  # noqa: E402
+from stage_nli import DATA, source_bytes, write_triplets  # noqa: E402
 
 from bellm.leakage import held_out, normalize  # noqa: E402
 
@@ -32,22 +31,6 @@ TEST = [f"twitterPPDB/test/{f}" for f in ("a.toks", "b.toks")]
 NOTICES = ["twitterPPDB/README.md"]
 SEED = 26
 OUT = DATA / "para" / "twitter_url" / "triplets.csv.gz"
-
-
-def source_bytes(repo: str, path: str) -> bytes:
-    """The file from the snapshot (its gzip copy written under data/raw/), else from that copy; its sha256 and
-    size printed for PROVENANCE.md."""
-    out = DATA / "raw" / repo.replace("/", "_") / (path + ".gz")
-    if (MIRROR / repo.replace("/", "+") / "repo").is_dir():
-        data = git(repo, "show", f"HEAD:{path}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_gz(out, data)
-        commit = git(repo, "rev-parse", "HEAD").decode().strip()
-    else:
-        data, commit = gzip.decompress(out.read_bytes()), "(staged copy)"
-    print(f"| `{repo}` | `{commit[:12]}` | `{path}` | {hashlib.sha256(data).hexdigest()} | {len(data)} |",
-          file=sys.stderr)
-    return data
 
 
 def lines(path: str) -> list[str]:
